@@ -1,0 +1,52 @@
+"""Drop the files of options not chosen, write a local .env, and say what to do next."""
+
+import secrets
+import shutil
+from pathlib import Path
+
+PACKAGE = {{ cookiecutter.package | jsonify }}
+SLUG = {{ cookiecutter.slug | jsonify }}
+KUBERNETES = {{ cookiecutter.kubernetes | jsonify }}
+CI = {{ cookiecutter.ci | jsonify }}
+
+# Each option owns whole files; the unchosen ones are removed rather than templated away.
+OPTION_FILES = {
+    ("kubernetes", "no"): ["k8s"],
+    ("ci", "github"): [".gitlab-ci.yml"],
+    ("ci", "gitlab"): [".github"],
+    ("ci", "none"): [".github", ".gitlab-ci.yml"],
+}
+
+
+def remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    elif path.exists():
+        path.unlink()
+
+
+def main() -> None:
+    root = Path.cwd()
+    for option in (("kubernetes", KUBERNETES), ("ci", CI)):
+        for name in OPTION_FILES.get(option, []):
+            remove(root / name)
+
+    # Local development only: git-ignored, read by `honcho start`, never by the application.
+    (root / ".env").write_text(
+        f"DATABASE_URL=postgresql://postgres@127.0.0.1:5432/{PACKAGE}\n"
+        "REDIS_URL=redis://127.0.0.1:6379/0\n"
+        f"SECRET_KEY={secrets.token_urlsafe(48)}\n"
+    )
+    print(
+        f"\nCreated {SLUG}/ with a local .env (fresh SECRET_KEY). Next:\n"
+        f"  cd {SLUG}\n"
+        "  make install          # venv from the hashed locks\n"
+        "  docker compose up -d postgres redis   # or use the ones you run already\n"
+        "  make release          # migrations\n"
+        "  make run              # web, worker and clock from the Procfile\n"
+        "  make test\n"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""Notes: stored in PostgreSQL, enriched in the background by the worker."""
+
+from datetime import datetime
+from typing import Annotated
+
+import structlog
+from celery import Celery
+from fastapi import APIRouter, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
+from starlette.concurrency import run_in_threadpool
+
+from ..deps import CeleryApp, DbSession, RequestId
+from ..models import Note
+
+router = APIRouter(prefix="/notes", tags=["notes"])
+log = structlog.stdlib.get_logger(__name__)
+
+
+class NoteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field(max_length=10_000)
+
+
+class NoteOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    title: str
+    body: str
+    created_at: datetime
+    word_count: int | None
+    enriched: bool
+
+
+class NotePage(BaseModel):
+    items: list[NoteOut]
+    next_before: int | None = Field(description="pass as `before` for the next page")
+
+
+def _out(note: Note) -> NoteOut:
+    return NoteOut(
+        id=note.id,
+        title=note.title,
+        body=note.body,
+        created_at=note.created_at,
+        word_count=note.word_count,
+        enriched=note.enriched_at is not None,
+    )
+
+
+def enqueue_enrichment(celery: Celery, note_id: int, request_id: str | None) -> None:
+    # The request id travels in the message headers and is bound to the worker's log lines.
+    celery.send_task("notes.enrich", args=[note_id], headers={"request_id": request_id})
+
+
+@router.post("", status_code=201)
+async def create_note(
+    note: NoteIn, db: DbSession, celery: CeleryApp, request_id: RequestId
+) -> NoteOut:
+    row = Note(title=note.title, body=note.body)
+    db.add(row)
+    await db.commit()
+    await db.refresh(row)
+    try:
+        await run_in_threadpool(enqueue_enrichment, celery, row.id, request_id)
+    except Exception as exc:  # the note is stored; the clock's sweep enqueues it later
+        log.warning("enqueue failed", note_id=row.id, error=type(exc).__name__)
+    return _out(row)
+
+
+@router.get("/{note_id}")
+async def get_note(note_id: int, db: DbSession) -> NoteOut:
+    note = await db.get(Note, note_id)
+    if note is None:
+        raise HTTPException(404, "note not found")
+    return _out(note)
+
+
+@router.get("")
+async def list_notes(
+    db: DbSession,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    before: Annotated[int | None, Query(ge=1, description="id to page back from")] = None,
+) -> NotePage:
+    query = select(Note).order_by(Note.id.desc()).limit(limit)
+    if before is not None:
+        query = query.where(Note.id < before)
+    notes = (await db.scalars(query)).all()
+    next_before = notes[-1].id if len(notes) == limit else None
+    return NotePage(items=[_out(n) for n in notes], next_before=next_before)

@@ -1,0 +1,76 @@
+"""The app factory: builds the web application from settings, with no work at import time.
+
+The lifespan opens the backing-service clients when a web process starts and closes them, within
+a bounded time, when it stops. Routes receive them through the aliases in deps.py.
+"""
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import structlog
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from . import api, health
+from .access_log import AccessLogMiddleware
+from .db import create_async_db_engine, session_factory
+from .errors import install_error_handlers
+from .request_id import RequestIdMiddleware
+from .sessions import SessionStore
+from .settings import Settings
+from .worker import create_celery
+
+log = structlog.stdlib.get_logger(__name__)
+
+
+def create_redis(settings: Settings) -> Redis:
+    return Redis.from_url(
+        settings.redis_url.get_secret_value(),
+        socket_timeout=settings.redis_timeout_seconds,
+        socket_connect_timeout=settings.redis_timeout_seconds,
+    )
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        # Nothing here connects: a process started during an outage comes up not-ready, not dead.
+        engine = create_async_db_engine(settings)
+        redis = create_redis(settings)
+        celery = create_celery(settings)
+        yield {
+            "settings": settings,
+            "engine": engine,
+            "sessionmaker": session_factory(engine),
+            "redis": redis,
+            "celery": celery,
+            "session_store": SessionStore(
+                redis,
+                settings.secret_key.get_secret_value(),
+                settings.session_ttl_seconds,
+                settings.session_cookie_secure,
+            ),
+        }
+        # uvicorn gives the lifespan shutdown no deadline of its own: bound it here.
+        try:
+            async with asyncio.timeout(settings.db_timeout_seconds):
+                await asyncio.gather(engine.dispose(), redis.aclose())
+        except TimeoutError:
+            log.warning("closing connections timed out")
+        celery.close()
+
+    app = FastAPI(
+        title={{ cookiecutter.project_name | jsonify }},
+        description={{ cookiecutter.description | jsonify }},
+        lifespan=lifespan,
+    )
+    app.state.draining = False  # set by the server at SIGTERM, read by /readyz
+    app.include_router(health.router)
+    app.include_router(api.router)
+    install_error_handlers(app)
+    # Added last runs first: the request id is bound before the access line is written.
+    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    return app

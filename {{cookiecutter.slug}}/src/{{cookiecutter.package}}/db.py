@@ -1,0 +1,43 @@
+"""Factor IV, backing services: PostgreSQL is reached only through an engine built from config.
+
+Web uses the async engine; the worker, the clock and Alembic use the sync one. Both use psycopg 3,
+so one driver and one URL serve every process.
+"""
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+
+from .settings import Settings
+
+
+def _engine_options(settings: Settings) -> dict[str, Any]:
+    timeout_ms = int(settings.db_timeout_seconds * 1000)
+    return {
+        "pool_size": settings.db_pool_size,
+        "max_overflow": settings.db_max_overflow,
+        "pool_timeout": settings.db_timeout_seconds,
+        "pool_pre_ping": True,
+        "connect_args": {
+            "connect_timeout": max(1, round(settings.db_timeout_seconds)),
+            # The server aborts statements and lock waits that outlive the budget.
+            "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+            # No server-side prepared statements: safe behind PgBouncer in transaction mode.
+            "prepare_threshold": None,
+        },
+    }
+
+
+def create_db_engine(settings: Settings) -> Engine:
+    return create_engine(settings.database_url.get_secret_value(), **_engine_options(settings))
+
+
+def create_async_db_engine(settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        settings.database_url.get_secret_value(), **_engine_options(settings)
+    )
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
+    return async_sessionmaker(engine, expire_on_commit=False)

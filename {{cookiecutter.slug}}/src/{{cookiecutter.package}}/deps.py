@@ -1,0 +1,65 @@
+"""The dependencies routes ask for, as `Annotated` aliases.
+
+Everything here was made once by the lifespan in app.py and lives in the ASGI lifespan state;
+a route names what it needs in its signature instead of reaching for a global.
+"""
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from celery import Celery
+from fastapi import Cookie, Depends, HTTPException, Request
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from .sessions import COOKIE, SessionStore
+from .settings import Settings
+
+
+async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.state.sessionmaker() as session:
+        yield session
+
+
+def _engine(request: Request) -> AsyncEngine:
+    return request.state.engine  # type: ignore[no-any-return]
+
+
+def _redis(request: Request) -> Redis:
+    return request.state.redis  # type: ignore[no-any-return]
+
+
+def _celery(request: Request) -> Celery:
+    return request.state.celery
+
+
+def _settings(request: Request) -> Settings:
+    return request.state.settings  # type: ignore[no-any-return]
+
+
+def _session_store(request: Request) -> SessionStore:
+    return request.state.session_store  # type: ignore[no-any-return]
+
+
+def _request_id(request: Request) -> str:
+    return request.state.request_id  # type: ignore[no-any-return]
+
+
+DbSession = Annotated[AsyncSession, Depends(_db_session)]
+DbEngine = Annotated[AsyncEngine, Depends(_engine)]
+RedisClient = Annotated[Redis, Depends(_redis)]
+CeleryApp = Annotated[Celery, Depends(_celery)]
+AppSettings = Annotated[Settings, Depends(_settings)]
+Sessions = Annotated[SessionStore, Depends(_session_store)]
+RequestId = Annotated[str, Depends(_request_id)]
+SessionCookie = Annotated[str | None, Cookie(alias=COOKIE, include_in_schema=False)]
+
+
+async def _current_session(store: Sessions, cookie: SessionCookie = None) -> dict[str, Any]:
+    data = await store.load(cookie)
+    if data is None:
+        raise HTTPException(401, "no session", headers={"WWW-Authenticate": "Cookie"})
+    return data
+
+
+CurrentSession = Annotated[dict[str, Any], Depends(_current_session)]

@@ -1,0 +1,51 @@
+"""The tables. Alembic migrations in `migrations/versions/` create them; nothing else does."""
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, Integer, String, Text, func
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Note(Base):
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Filled in by the worker's enrich_note task; NULL until it has run.
+    word_count: Mapped[int | None] = mapped_column(Integer)
+    enriched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Heartbeat(Base):
+    __tablename__ = "heartbeats"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # Unique, so a redelivered heartbeat task is stored once.
+    task_id: Mapped[str] = mapped_column(String(64), unique=True)
+    ran_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )
+
+
+class DeadLetter(Base):
+    """A task that failed for good: recorded so that a failure is never silent."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task_id: Mapped[str] = mapped_column(String(64), unique=True)
+    task_name: Mapped[str] = mapped_column(String(200))
+    args: Mapped[Any] = mapped_column(JSON)
+    kwargs: Mapped[Any] = mapped_column(JSON)
+    error: Mapped[str] = mapped_column(Text)
+    request_id: Mapped[str | None] = mapped_column(String(128))
+    failed_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), index=True
+    )

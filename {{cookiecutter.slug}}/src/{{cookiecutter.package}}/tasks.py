@@ -1,0 +1,115 @@
+"""The worker's tasks. Each one is idempotent, because late acknowledgement means any task may
+run more than once (after a worker is killed, or in rare races even twice at the same time).
+
+Transient errors (a database or Redis hiccup, a lock held too long) are retried with
+exponential backoff and full jitter; a task that fails for good leaves a row in `dead_letters`
+and an error log line, so no failure is silent.
+"""
+
+import random
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis.exceptions
+import sqlalchemy.exc
+import structlog
+from celery import Task, shared_task
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from .models import DeadLetter, Heartbeat, Note
+from .worker import WorkerApp
+
+log = structlog.stdlib.get_logger(__name__)
+
+TRANSIENT = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+)
+
+
+class ReliableTask(Task):  # type: ignore[misc]
+    app: WorkerApp
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().__call__(*args, **kwargs)
+        except TRANSIENT as exc:
+            settings = self.app.settings
+            ceiling = min(
+                settings.task_retry_backoff_max_seconds,
+                settings.task_retry_backoff_seconds * 2**self.request.retries,
+            )
+            # Full jitter: retries of many failed tasks spread out instead of arriving together.
+            countdown = random.uniform(0, ceiling)  # noqa: S311 - not cryptographic
+            log.warning("retrying", error=type(exc).__name__, attempt=self.request.retries + 1)
+            # Past max_retries, retry() re-raises exc and the task fails: on_failure runs.
+            raise self.retry(exc=exc, countdown=countdown, max_retries=settings.task_max_retries)
+
+    def on_failure(
+        self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any
+    ) -> None:
+        log.error("task failed for good", error=repr(exc), args=args)
+        record = {
+            "task_id": task_id,
+            "task_name": self.name,
+            "args": list(args),
+            "kwargs": dict(kwargs),
+            "error": repr(exc),
+            "request_id": getattr(self.request, "request_id", None),
+        }
+        with self.app.engine.begin() as conn:
+            conn.execute(insert(DeadLetter).values(record).on_conflict_do_nothing())
+
+
+@shared_task(bind=True, base=ReliableTask, name="notes.enrich")
+def enrich_note(self: ReliableTask, note_id: int) -> None:
+    """Count the note's words. Running it again recomputes the same value: idempotent."""
+    with self.app.engine.begin() as conn:
+        # FOR UPDATE: two copies of this task on one note take turns; lock_timeout bounds the wait.
+        body = conn.scalar(select(Note.body).where(Note.id == note_id).with_for_update())
+        if body is None:
+            log.warning("note is gone", note_id=note_id)
+            return
+        word_count = len(body.split())
+        conn.execute(
+            update(Note)
+            .where(Note.id == note_id)
+            .values(word_count=word_count, enriched_at=datetime.now(UTC))
+        )
+    log.info("note enriched", note_id=note_id, word_count=word_count)
+
+
+@shared_task(bind=True, base=ReliableTask, name="clock.heartbeat")
+def heartbeat(self: ReliableTask) -> None:
+    """Store one row per scheduled run; a redelivered run is stored once (unique task id)."""
+    with self.app.engine.begin() as conn:
+        conn.execute(insert(Heartbeat).values(task_id=self.request.id).on_conflict_do_nothing())
+    log.info("heartbeat stored")
+
+
+@shared_task(bind=True, base=ReliableTask, name="clock.prune")
+def prune(self: ReliableTask) -> None:
+    """Delete heartbeats and dead letters older than RETENTION_DAYS, so neither grows forever."""
+    cutoff = datetime.now(UTC) - timedelta(days=self.app.settings.retention_days)
+    with self.app.engine.begin() as conn:
+        beats = conn.execute(delete(Heartbeat).where(Heartbeat.ran_at < cutoff)).rowcount
+        dead = conn.execute(delete(DeadLetter).where(DeadLetter.failed_at < cutoff)).rowcount
+    log.info("pruned", heartbeats=beats, dead_letters=dead)
+
+
+@shared_task(bind=True, base=ReliableTask, name="notes.sweep")
+def sweep_unenriched(self: ReliableTask) -> None:
+    """Enqueue notes left unenriched for longer than a queued task can wait (enqueue failed)."""
+    waited = timedelta(seconds=self.app.settings.broker_visibility_timeout_seconds)
+    cutoff = datetime.now(UTC) - waited
+    with self.app.engine.connect() as conn:
+        ids = conn.scalars(
+            select(Note.id).where(Note.enriched_at.is_(None), Note.created_at < cutoff).limit(500)
+        ).all()
+    for note_id in ids:
+        enrich_note.apply_async(args=[note_id], headers={"request_id": self.request.id})
+    if ids:
+        log.info("re-enqueued unenriched notes", count=len(ids))

@@ -1,0 +1,103 @@
+"""The `web` process: uvicorn serving the app, with a drain that platforms can rely on.
+
+At SIGTERM (or SIGINT) uvicorn stops accepting, lets in-flight requests finish within
+SHUTDOWN_GRACE_SECONDS, runs the lifespan shutdown, and this process exits 0. Two changes to
+uvicorn's Server make that true: readiness turns 503 the moment the signal lands, and the signal
+is not re-raised after a clean drain (uvicorn does that, which would end the process with 143).
+
+With WEB_CONCURRENCY > 1 a small supervisor here runs that many such servers on one socket.
+"""
+
+import multiprocessing
+import multiprocessing.connection
+import signal
+import socket
+import sys
+from types import FrameType
+
+import structlog
+import uvicorn
+from fastapi import FastAPI
+
+from .app import create_app
+from .logging import configure_logging
+from .settings import Settings, load_settings
+
+log = structlog.stdlib.get_logger(__name__)
+
+
+class Server(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self.app = app
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        # Not calling super(): it records the signal to re-raise it once shut down.
+        self.app.state.draining = True
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        else:
+            self.should_exit = True
+
+
+def build_server(settings: Settings) -> Server:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host="0.0.0.0",
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        log_config=None,  # keep the JSON logging set up in logging.py
+        access_log=False,  # access_log.py writes one line per request instead
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        server_header=False,
+    )
+    return Server(config, app)
+
+
+def _serve_child(sock: socket.socket) -> None:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    build_server(settings).run(sockets=[sock])
+
+
+def _supervise(settings: Settings) -> int:
+    """Run WEB_CONCURRENCY servers on one socket; forward SIGTERM/SIGINT; exit 0 if all drained."""
+    sock = socket.create_server(("0.0.0.0", settings.port), reuse_port=False, backlog=2048)
+    context = multiprocessing.get_context("spawn")
+    children = [
+        context.Process(target=_serve_child, args=(sock,), name=f"web-{n}")
+        for n in range(settings.web_concurrency)
+    ]
+    for child in children:
+        child.start()
+
+    def forward(sig: int, frame: FrameType | None) -> None:
+        for child in children:
+            if child.pid is not None and child.exitcode is None:
+                child.terminate()
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    log.info("supervising web processes", pids=[c.pid for c in children])
+    # Any child ending ends the group: the platform restarts the whole process, not a part.
+    multiprocessing.connection.wait([c.sentinel for c in children])
+    forward(signal.SIGTERM, None)
+    for child in children:
+        child.join(settings.shutdown_grace_seconds + settings.db_timeout_seconds + 5)
+        if child.exitcode is None:
+            child.kill()
+    codes = [c.exitcode for c in children]
+    log.info("web processes stopped", exit_codes=codes)
+    return 0 if all(code == 0 for code in codes) else 1
+
+
+def main() -> None:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    if settings.web_concurrency > 1:
+        sys.exit(_supervise(settings))
+    build_server(settings).run()
+

@@ -1,0 +1,1 @@
+"""The service's tests: real backing services, real processes."""

@@ -1,0 +1,234 @@
+"""Run the service the way a platform does: real PostgreSQL and Redis, and real OS processes
+started from the Procfile, driven over HTTP and signals.
+
+TEST_DATABASE_URL: a PostgreSQL server where the tests may create and drop databases
+    (default postgresql://postgres@127.0.0.1:5432/postgres); each run gets a fresh database.
+TEST_REDIS_URL: a Redis server (default redis://127.0.0.1:6379); each run claims a free
+    logical database (1-15) for itself, so runs side by side do not see each other's keys.
+"""
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+PROCFILE = {
+    name.strip(): command.strip()
+    for name, command in (
+        line.split(":", 1) for line in (ROOT / "Procfile").read_text().splitlines() if line.strip()
+    )
+}
+ADMIN_DATABASE_URL = os.environ.get(
+    "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
+    """Poll `check` until it returns something truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up after {timeout}s waiting for {check}")
+        time.sleep(interval)
+
+
+class Process:
+    """One Procfile process: its output lines are collected as they arrive."""
+
+    def __init__(self, kind: str, env: dict[str, str]) -> None:
+        self.kind = kind
+        self.env = env
+        self.started = time.monotonic()
+        self.popen = subprocess.Popen(
+            ["/bin/sh", "-c", PROCFILE[kind]],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,  # its own process group: teardown can kill children too
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        for stream, lines in ((self.popen.stdout, self.stdout), (self.popen.stderr, self.stderr)):
+            threading.Thread(target=self._collect, args=(stream, lines), daemon=True).start()
+
+    @staticmethod
+    def _collect(stream: Any, lines: list[str]) -> None:
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+
+    @property
+    def lines(self) -> list[str]:
+        return [*self.stdout, *self.stderr]
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every output line parsed as JSON (a line that is not JSON fails the test here)."""
+        return [json.loads(line) for line in self.lines]
+
+    def wait_for_log(self, event: str, timeout: float = 10) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            for line in self.lines:
+                if event in line:
+                    record: dict[str, Any] = json.loads(line)
+                    if event in str(record.get("event")):
+                        return record
+            assert self.popen.poll() is None, f"{self.kind} exited: {self.lines[-20:]}"
+            return None
+
+        return wait_until(find, timeout)  # type: ignore[no-any-return]
+
+    def send(self, sig: int) -> None:
+        self.popen.send_signal(sig)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        self.popen.send_signal(sig)
+        return self.popen.wait(timeout)
+
+    def kill_group(self) -> None:
+        try:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.popen.wait(5)
+
+
+class Web(Process):
+    def __init__(self, env: dict[str, str]) -> None:
+        super().__init__("web", env)
+        self.url = f"http://127.0.0.1:{env['PORT']}"
+        self.client = httpx.Client(base_url=self.url, timeout=10)
+
+    def wait_ready(self, timeout: float = 15) -> None:
+        def ready() -> bool:
+            assert self.popen.poll() is None, f"web exited: {self.lines[-20:]}"
+            try:
+                return self.client.get("/readyz").status_code == 200
+            except httpx.TransportError:
+                return False
+
+        wait_until(ready, timeout)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    name = f"test_{{ cookiecutter.package }}_{secrets.token_hex(4)}"
+    with psycopg.connect(ADMIN_DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    parts = urlsplit(ADMIN_DATABASE_URL)
+    yield urlunsplit(parts._replace(path=f"/{name}"))
+    with psycopg.connect(ADMIN_DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    admin = redis.Redis.from_url(REDIS_SERVER_URL, db=0)
+    for db in range(1, 16):
+        if admin.set(f"test-claim:{db}", "1", nx=True, ex=3600):
+            break
+    else:
+        pytest.fail("all Redis logical databases 1-15 are claimed by other test runs")
+    url = f"{REDIS_SERVER_URL.rstrip('/')}/{db}"
+    redis.Redis.from_url(url).flushdb()
+    yield url
+    redis.Redis.from_url(url).flushdb()
+    admin.delete(f"test-claim:{db}")
+
+
+@pytest.fixture(scope="session")
+def secret_key() -> str:
+    return secrets.token_urlsafe(48)
+
+
+@pytest.fixture(scope="session")
+def base_env(database_url: str, redis_url: str, secret_key: str) -> dict[str, str]:
+    """A clean environment: only what a platform would set, nothing from the developer's shell."""
+    return {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "SECRET_KEY": secret_key,
+        "SESSION_COOKIE_SECURE": "false",
+    }
+
+
+@pytest.fixture(scope="session")
+def migrated(base_env: dict[str, str]) -> dict[str, str]:
+    """Run the `release` process once; returns the environment the other processes use."""
+    result = subprocess.run(
+        ["/bin/sh", "-c", PROCFILE["release"]],
+        cwd=ROOT,
+        env=base_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return base_env
+
+
+def launch(kind: str, env: dict[str, str]) -> Process:
+    if kind == "web":
+        return Web({"PORT": str(free_port()), **env})
+    return Process(kind, env)
+
+
+@pytest.fixture
+def start(migrated: dict[str, str]) -> Iterator[Callable[..., Any]]:
+    """Start a Procfile process: `start("worker", WORKER_CONCURRENCY="1")`. Killed at teardown."""
+    running: list[Process] = []
+
+    def _start(kind: str, **env: str) -> Process:
+        process = launch(kind, {**migrated, **env})
+        running.append(process)
+        return process
+
+    yield _start
+    for process in running:
+        process.kill_group()
+
+
+@pytest.fixture(scope="session")
+def web(migrated: dict[str, str]) -> Iterator[Web]:
+    """One web process shared by the tests that only make requests."""
+    process = launch("web", migrated)
+    assert isinstance(process, Web)
+    process.wait_ready()
+    yield process
+    process.kill_group()
+
+
+@pytest.fixture
+def db(migrated: dict[str, str]) -> Iterator[psycopg.Connection[Any]]:
+    """A direct connection to the test database, for checking what the processes stored."""
+    with psycopg.connect(migrated["DATABASE_URL"], autocommit=True) as conn:
+        yield conn

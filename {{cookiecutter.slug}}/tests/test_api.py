@@ -1,0 +1,67 @@
+"""The notes API: stored in PostgreSQL, described by OpenAPI; bad requests get 4xx JSON, never 500."""
+
+import pytest
+
+from .conftest import Web
+
+
+def test_create_read_and_list_notes(web: Web) -> None:
+    created = web.client.post("/api/v1/notes", json={"title": "first", "body": "a b c"})
+    assert created.status_code == 201
+    note = created.json()
+    assert note["title"] == "first"
+    assert note["word_count"] is None  # enrichment is the worker's job, later
+    assert note["enriched"] is False
+
+    fetched = web.client.get(f"/api/v1/notes/{note['id']}")
+    assert fetched.status_code == 200
+    assert fetched.json()["body"] == "a b c"
+
+    ids = [
+        web.client.post("/api/v1/notes", json={"title": f"n{i}", "body": ""}).json()["id"]
+        for i in range(3)
+    ]
+    page = web.client.get("/api/v1/notes", params={"limit": 2}).json()
+    assert [n["id"] for n in page["items"]] == ids[::-1][:2]  # newest first
+    older = web.client.get("/api/v1/notes", params={"limit": 2, "before": page["next_before"]})
+    assert older.json()["items"][0]["id"] == ids[0]
+
+
+def test_missing_note_is_a_json_404(web: Web) -> None:
+    response = web.client.get("/api/v1/notes/987654321")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {"detail": "note not found"}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs"),
+    [
+        ("GET", "/api/v1/notes/not-a-number", {}),
+        ("GET", "/api/v1/notes", {"params": {"limit": 0}}),
+        ("POST", "/api/v1/notes", {"content": b"{not json"}),
+        ("POST", "/api/v1/notes", {"json": {"title": "", "body": "x"}}),
+        ("POST", "/api/v1/notes", {"json": {"title": "t" * 201, "body": "x"}}),
+        ("POST", "/api/v1/notes", {"json": {"title": "t", "body": "x", "extra": 1}}),
+        ("POST", "/api/v1/notes", {"json": ["a", "list"]}),
+        ("POST", "/api/v1/session", {"json": {"username": "has spaces"}}),
+    ],
+)
+def test_invalid_requests_get_4xx_json(
+    web: Web, method: str, path: str, kwargs: dict[str, object]
+) -> None:
+    response = web.client.request(method, path, **kwargs)  # type: ignore[arg-type]
+    assert 400 <= response.status_code < 500
+    assert "detail" in response.json()
+
+
+def test_unknown_route_and_method_are_json(web: Web) -> None:
+    assert web.client.get("/nope").status_code == 404
+    assert web.client.get("/nope").json() == {"detail": "Not Found"}
+    assert web.client.put("/api/v1/notes").status_code == 405
+
+
+def test_openapi_describes_the_versioned_api(web: Web) -> None:
+    paths = web.client.get("/openapi.json").json()["paths"]
+    assert {"/api/v1/notes", "/api/v1/notes/{note_id}", "/api/v1/session"} <= set(paths)
+    assert "/api/v1/heartbeats" in paths

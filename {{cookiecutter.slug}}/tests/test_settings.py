@@ -1,0 +1,104 @@
+"""Factor III: config from the environment only; bad config stops a process, clearly and safely."""
+
+import json
+import subprocess
+import time
+
+import pytest
+from pydantic import ValidationError
+
+from {{ cookiecutter.package }}.settings import Settings
+
+from .conftest import PROCFILE, ROOT
+
+GOOD = {
+    "DATABASE_URL": "postgres://app:db-password-123@db.internal:5432/app",
+    "REDIS_URL": "redis://:redis-password-456@cache.internal:6379/0",
+    "SECRET_KEY": "k" * 40,
+}
+
+
+def test_platform_postgres_url_is_normalised_for_sqlalchemy(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in GOOD.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()  # type: ignore[call-arg]
+    url = settings.database_url.get_secret_value()
+    assert url == "postgresql+psycopg://app:db-password-123@db.internal:5432/app"
+    assert settings.celery_broker_url == GOOD["REDIS_URL"]  # broker defaults to REDIS_URL
+    # Secrets never appear in a repr (and so never in a log line or traceback).
+    for secret in ("db-password-123", "redis-password-456", GOOD["SECRET_KEY"]):
+        assert secret not in repr(settings)
+
+
+def test_broker_url_swaps_the_broker_by_config_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {**GOOD, "BROKER_URL": "amqp://guest:guest@mq:5672//"}.items():
+        monkeypatch.setenv(name, value)
+    assert Settings().celery_broker_url == "amqp://guest:guest@mq:5672//"  # type: ignore[call-arg]
+
+
+def test_task_limits_must_stay_below_the_visibility_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name, value in {**GOOD, "BROKER_VISIBILITY_TIMEOUT_SECONDS": "60"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match="TASK_TIME_LIMIT_SECONDS must be below"):
+        Settings()  # type: ignore[call-arg]
+
+
+def run_process(kind: str, env: dict[str, str]) -> tuple[int, str, float]:
+    started = time.monotonic()
+    result = subprocess.run(
+        ["/bin/sh", "-c", PROCFILE[kind]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=10,
+    )
+    return result.returncode, result.stdout + result.stderr, time.monotonic() - started
+
+
+@pytest.mark.parametrize("kind", ["web", "worker", "clock", "release"])
+def test_missing_config_names_every_variable(kind: str, base_env: dict[str, str]) -> None:
+    env = {k: v for k, v in base_env.items() if k not in GOOD}
+    code, output, elapsed = run_process(kind, env)
+    assert code == 78, output
+    assert elapsed < 3
+    assert "Traceback" not in output
+    [line] = output.strip().splitlines()  # one message, as one JSON log line
+    event = json.loads(line)["event"]
+    for name in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY"):
+        assert name in event
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("DATABASE_URL", "mysql://root:db-password-123@db:3306/app"),
+        ("DATABASE_URL", "not a url db-password-123"),
+        ("REDIS_URL", "http://:redis-password-456@cache:6379"),
+        ("BROKER_URL", "kafka://user:broker-password-789@mq:9092"),
+        ("SECRET_KEY", "short-secret-abc"),
+        ("PORT", "eighty"),
+        ("WEB_CONCURRENCY", "0"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_malformed_config_is_named_without_echoing_secrets(
+    variable: str, value: str, base_env: dict[str, str]
+) -> None:
+    code, output, elapsed = run_process("web", {**base_env, variable: value})
+    assert code == 78, output
+    assert elapsed < 3
+    assert "Traceback" not in output
+    assert variable in json.loads(output)["event"]
+    for secret in ("db-password-123", "redis-password-456", "broker-password-789", "short-secret"):
+        assert secret not in output
+
+
+def test_several_bad_variables_are_all_named_at_once(base_env: dict[str, str]) -> None:
+    env = {**base_env, "SECRET_KEY": "x", "PORT": "-1", "REDIS_URL": "nope"}
+    code, output, _ = run_process("worker", env)
+    assert code == 78
+    event = json.loads(output)["event"]
+    assert all(name in event for name in ("SECRET_KEY", "PORT", "REDIS_URL"))
