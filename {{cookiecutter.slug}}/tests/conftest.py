@@ -7,6 +7,7 @@ TEST_REDIS_URL: a Redis server (default redis://127.0.0.1:6379); each run claims
     logical database (1-15) for itself, so runs side by side do not see each other's keys.
 """
 
+import contextlib
 import json
 import os
 import secrets
@@ -111,10 +112,8 @@ class Process:
         return self.popen.wait(timeout)
 
     def kill_group(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.popen.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.popen.wait(5)
 
 
@@ -171,7 +170,7 @@ def base_env(database_url: str, redis_url: str, secret_key: str) -> dict[str, st
     """A clean environment: only what a platform would set, nothing from the developer's shell."""
     return {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        "HOME": os.environ.get("HOME", "/tmp"),
+        "HOME": os.environ.get("HOME", str(ROOT)),
         "LANG": "C.UTF-8",
         "PYTHONUNBUFFERED": "1",
         "DATABASE_URL": database_url,

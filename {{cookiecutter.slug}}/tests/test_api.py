@@ -1,4 +1,4 @@
-"""The notes API: stored in PostgreSQL, described by OpenAPI; bad requests get 4xx JSON, never 500."""
+"""The notes API: stored in PostgreSQL, described by OpenAPI; bad requests get 4xx JSON."""
 
 import pytest
 

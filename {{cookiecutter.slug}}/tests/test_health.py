@@ -1,4 +1,4 @@
-"""Health checks: /livez touches nothing; /readyz names each dependency and answers in bounded time."""
+"""Health: /livez touches nothing; /readyz names each dependency and answers in bounded time."""
 
 import time
 from collections.abc import Callable

@@ -1,4 +1,4 @@
-"""Factor XII (admin processes) and V (release): `release` migrates, and running it again is harmless."""
+"""Factors V and XII: the `release` process migrates, and running it again is harmless."""
 
 import subprocess
 from typing import Any
@@ -22,8 +22,7 @@ def test_release_applies_migrations_and_is_idempotent(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     tables = {
-        row[0]
-        for row in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        row[0] for row in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     }
     assert {"notes", "heartbeats", "dead_letters", "alembic_version"} <= tables
     assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0001",)]

@@ -18,10 +18,12 @@ GOOD = {
 }
 
 
-def test_platform_postgres_url_is_normalised_for_sqlalchemy(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_platform_postgres_url_is_normalised_for_sqlalchemy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     for name, value in GOOD.items():
         monkeypatch.setenv(name, value)
-    settings = Settings()  # type: ignore[call-arg]
+    settings = Settings()
     url = settings.database_url.get_secret_value()
     assert url == "postgresql+psycopg://app:db-password-123@db.internal:5432/app"
     assert settings.celery_broker_url == GOOD["REDIS_URL"]  # broker defaults to REDIS_URL
@@ -33,7 +35,7 @@ def test_platform_postgres_url_is_normalised_for_sqlalchemy(monkeypatch: pytest.
 def test_broker_url_swaps_the_broker_by_config_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in {**GOOD, "BROKER_URL": "amqp://guest:guest@mq:5672//"}.items():
         monkeypatch.setenv(name, value)
-    assert Settings().celery_broker_url == "amqp://guest:guest@mq:5672//"  # type: ignore[call-arg]
+    assert Settings().celery_broker_url == "amqp://guest:guest@mq:5672//"
 
 
 def test_task_limits_must_stay_below_the_visibility_timeout(
@@ -42,7 +44,7 @@ def test_task_limits_must_stay_below_the_visibility_timeout(
     for name, value in {**GOOD, "BROKER_VISIBILITY_TIMEOUT_SECONDS": "60"}.items():
         monkeypatch.setenv(name, value)
     with pytest.raises(ValidationError, match="TASK_TIME_LIMIT_SECONDS must be below"):
-        Settings()  # type: ignore[call-arg]
+        Settings()
 
 
 def run_process(kind: str, env: dict[str, str]) -> tuple[int, str, float]:

@@ -40,6 +40,6 @@ def main() -> None:
     app = create_celery(settings)
     configure_schedule(app, settings)
     # SIGTERM: beat saves its state and closes the scheduler, which releases redbeat's lock.
-    Beat(app=app, scheduler="redbeat.RedBeatScheduler", quiet=True,
-         loglevel=settings.log_level).run()
-
+    Beat(
+        app=app, scheduler="redbeat.RedBeatScheduler", quiet=True, loglevel=settings.log_level
+    ).run()

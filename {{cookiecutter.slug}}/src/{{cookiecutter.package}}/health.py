@@ -22,9 +22,9 @@ async def livez() -> dict[str, str]:
     return {"status": "ok"}
 
 
-async def _state(check: Awaitable[object], timeout: float) -> str:
+async def _state(check: Awaitable[object], seconds: float) -> str:
     try:
-        await asyncio.wait_for(check, timeout)
+        await asyncio.wait_for(check, seconds)
     except TimeoutError:
         return "timeout"
     except Exception as exc:  # any failure means not ready; the class name says which

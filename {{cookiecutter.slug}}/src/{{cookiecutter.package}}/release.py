@@ -28,4 +28,3 @@ def main() -> None:
     configure_logging(settings.log_level)
     command.upgrade(alembic_config(settings), "head")
     log.info("migrations applied")
-

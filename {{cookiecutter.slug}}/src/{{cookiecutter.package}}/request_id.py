@@ -23,9 +23,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = next((v for k, v in scope["headers"] if k == HEADER), b"")
-        request_id = (
-            incoming.decode() if _WELL_FORMED.fullmatch(incoming) else uuid.uuid4().hex
-        )
+        request_id = incoming.decode() if _WELL_FORMED.fullmatch(incoming) else uuid.uuid4().hex
         # Each request starts from empty log context, so nothing leaks from the previous one.
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)

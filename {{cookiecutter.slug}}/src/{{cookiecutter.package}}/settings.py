@@ -21,7 +21,9 @@ def _url_with_scheme(*schemes: str) -> AfterValidator:
     def check(value: SecretStr) -> SecretStr:
         parts = urlsplit(value.get_secret_value())
         if parts.scheme not in schemes or not parts.hostname:
-            raise ValueError(f"must be a URL with a host and one of the schemes {', '.join(schemes)}")
+            raise ValueError(
+                f"must be a URL with a host and one of the schemes {', '.join(schemes)}"
+            )
         return value
 
     return AfterValidator(check)
@@ -45,7 +47,7 @@ Seconds = Annotated[float, Field(gt=0)]
 
 def _long_enough(value: SecretStr) -> SecretStr:
     if len(value.get_secret_value()) < 32:
-        raise ValueError("must be at least 32 characters (e.g. python -c 'import secrets; print(secrets.token_urlsafe(48))')")
+        raise ValueError("must be at least 32 characters (make one: openssl rand -base64 48)")
     return value
 
 
@@ -63,7 +65,7 @@ class Settings(BaseSettings):
     # Web process.
     port: int = Field(8000, ge=1, le=65535)
     web_concurrency: int = Field(1, ge=1, le=64)
-    shutdown_grace_seconds: Seconds = Field(20, description="web drain bound after SIGTERM")
+    shutdown_grace_seconds: int = Field(20, ge=1, description="web drain bound after SIGTERM")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     # Timeouts on every network call, so a hung dependency costs seconds, not a stuck process.
@@ -117,7 +119,7 @@ def _describe(error: dict[str, object]) -> str:
 def load_settings() -> Settings:
     """Read the environment, or stop the process with one line naming every bad variable."""
     try:
-        return Settings()  # type: ignore[call-arg]  # required fields come from the environment
+        return Settings()  # required fields come from the environment
     except ValidationError as exc:
         # Only `loc` and `msg` are used: pydantic's own text would echo the offending input.
         problems = [_describe(dict(e)) for e in exc.errors(include_input=False, include_url=False)]

@@ -46,11 +46,11 @@ class ReliableTask(Task):  # type: ignore[misc]
             countdown = random.uniform(0, ceiling)  # noqa: S311 - not cryptographic
             log.warning("retrying", error=type(exc).__name__, attempt=self.request.retries + 1)
             # Past max_retries, retry() re-raises exc and the task fails: on_failure runs.
-            raise self.retry(exc=exc, countdown=countdown, max_retries=settings.task_max_retries)
+            raise self.retry(
+                exc=exc, countdown=countdown, max_retries=settings.task_max_retries
+            ) from exc
 
-    def on_failure(
-        self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any
-    ) -> None:
+    def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         log.error("task failed for good", error=repr(exc), args=args)
         record = {
             "task_id": task_id,

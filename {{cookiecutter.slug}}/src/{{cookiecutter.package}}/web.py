@@ -100,4 +100,3 @@ def main() -> None:
     if settings.web_concurrency > 1:
         sys.exit(_supervise(settings))
     build_server(settings).run()
-

@@ -37,7 +37,7 @@ class WorkerApp(Celery):  # type: ignore[misc]
     """A Celery app that carries its settings and a lazily made database engine."""
 
     @cached_property
-    def Worker(self) -> type[Worker]:  # noqa: N802 - Celery's name
+    def Worker(self) -> type[Worker]:
         return self.subclass_with_self(Worker)  # type: ignore[no-any-return]
 
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
@@ -123,6 +123,11 @@ def main() -> None:
     app = create_celery(settings)
     # SIGTERM is Celery's warm shutdown: running tasks finish, then the process exits 0.
     app.worker_main(
-        ["--quiet", "worker", f"--loglevel={settings.log_level}", "--without-gossip", "--without-mingle"]
+        [
+            "--quiet",
+            "worker",
+            f"--loglevel={settings.log_level}",
+            "--without-gossip",
+            "--without-mingle",
+        ]
     )
-

@@ -28,5 +28,7 @@ class HeartbeatList(BaseModel):
 async def recent_heartbeats(
     db: DbSession, limit: Annotated[int, Query(ge=1, le=500)] = 50
 ) -> HeartbeatList:
-    rows = await db.scalars(select(Heartbeat).order_by(Heartbeat.ran_at.desc(), Heartbeat.id.desc()).limit(limit))
+    rows = await db.scalars(
+        select(Heartbeat).order_by(Heartbeat.ran_at.desc(), Heartbeat.id.desc()).limit(limit)
+    )
     return HeartbeatList(items=[HeartbeatOut.model_validate(r) for r in rows])

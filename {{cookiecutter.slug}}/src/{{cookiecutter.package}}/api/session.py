@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..deps import CurrentSession, Sessions, SessionCookie
+from ..deps import CurrentSession, SessionCookie, Sessions
 
 router = APIRouter(prefix="/session", tags=["session"])
 
