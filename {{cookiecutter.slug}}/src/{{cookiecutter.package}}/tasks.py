@@ -38,6 +38,8 @@ class ReliableTask(Task):  # type: ignore[misc]
             return super().__call__(*args, **kwargs)
         except TRANSIENT as exc:
             settings = self.app.settings
+            if self.request.retries >= settings.task_max_retries:
+                raise  # out of retries: the task fails, and on_failure dead-letters it
             ceiling = min(
                 settings.task_retry_backoff_max_seconds,
                 settings.task_retry_backoff_seconds * 2**self.request.retries,
@@ -45,10 +47,7 @@ class ReliableTask(Task):  # type: ignore[misc]
             # Full jitter: retries of many failed tasks spread out instead of arriving together.
             countdown = random.uniform(0, ceiling)  # noqa: S311 - not cryptographic
             log.warning("retrying", error=type(exc).__name__, attempt=self.request.retries + 1)
-            # Past max_retries, retry() re-raises exc and the task fails: on_failure runs.
-            raise self.retry(
-                exc=exc, countdown=countdown, max_retries=settings.task_max_retries
-            ) from exc
+            raise self.retry(exc=exc, countdown=countdown, max_retries=None) from exc
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         log.error("task failed for good", error=repr(exc), args=args)

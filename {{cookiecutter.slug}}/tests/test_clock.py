@@ -1,0 +1,70 @@
+"""The clock: any number may run, each schedule entry fires once per interval across all of them,
+and a standby takes over when the active one stops (at once) or dies (within the lock timeout)."""
+
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from .conftest import Process, Web, wait_until
+
+FAST = {"HEARTBEAT_SECONDS": "1", "CLOCK_LOCK_TIMEOUT_SECONDS": "5"}
+
+
+def heartbeats(db: psycopg.Connection[Any]) -> int:
+    return int(db.execute("SELECT count(*) FROM heartbeats").fetchone()[0])  # type: ignore[index]
+
+
+def active_and_standby(start: Callable[..., Any]) -> tuple[Process, Process]:
+    first, second = start("clock", **FAST), start("clock", **FAST)
+
+    def holder() -> tuple[Process, Process] | None:
+        for a, b in ((first, second), (second, first)):
+            if any("Acquired lock" in line for line in a.lines):
+                return a, b
+        return None
+
+    active, standby = wait_until(holder, timeout=15)
+    return active, standby
+
+
+def test_two_clocks_fire_each_interval_once(
+    start: Callable[..., Any], db: psycopg.Connection[Any], web: Web
+) -> None:
+    start("worker")
+    _active, standby = active_and_standby(start)
+    time.sleep(2)  # let the first, immediate run settle
+    before = heartbeats(db)
+    time.sleep(10)
+    fired = heartbeats(db) - before
+    assert 8 <= fired <= 12, fired  # about 10 (one clock), not about 20 (both)
+    assert not any("Acquired lock" in line for line in standby.lines)
+    listed = web.client.get("/api/v1/heartbeats", params={"limit": 5}).json()["items"]
+    times = [item["ran_at"] for item in listed]
+    assert len(times) == 5
+    assert times == sorted(times, reverse=True)  # newest first
+
+
+def test_standby_takes_over_after_the_active_clock_is_killed(
+    start: Callable[..., Any], db: psycopg.Connection[Any]
+) -> None:
+    start("worker")
+    active, standby = active_and_standby(start)
+    active.kill_group()  # SIGKILL: no chance to release the lock
+    killed_at = time.monotonic()
+    standby.wait_for_log("Acquired lock", timeout=15)
+    took_over = time.monotonic() - killed_at
+    assert took_over <= 5 + 1.5  # within the lock timeout (plus a loop of slack)
+    before = heartbeats(db)
+    wait_until(lambda: heartbeats(db) >= before + 2, timeout=6)  # and the beat goes on
+
+
+def test_sigterm_releases_the_lock_at_once_and_exits_0(start: Callable[..., Any]) -> None:
+    active, standby = active_and_standby(start)
+    stopped_at = time.monotonic()
+    assert active.stop(signal.SIGTERM, timeout=5) == 0
+    assert time.monotonic() - stopped_at < 2
+    standby.wait_for_log("Acquired lock", timeout=3)  # well before the 5 s lock timeout
+    assert all(record["event"] for record in active.records())  # its output: JSON lines only
