@@ -231,3 +231,103 @@ def db(migrated: dict[str, str]) -> Iterator[psycopg.Connection[Any]]:
     """A direct connection to the test database, for checking what the processes stored."""
     with psycopg.connect(migrated["DATABASE_URL"], autocommit=True) as conn:
         yield conn
+
+
+class TcpProxy:
+    """A TCP proxy in front of a real server, which a test can cut or stall: faults by real
+    means, with no client monkeypatched. `refuse()` closes the port (connections refused) and
+    drops open connections; `stall()` keeps accepting but forwards nothing; `heal()` restores."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self.mode = "pass"
+        self._connections: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self._listen()
+
+    def _listen(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return  # listener closed by refuse()
+            self._connections.append(client)
+            if self.mode == "stall":
+                continue  # accepted, never answered
+            upstream = socket.create_connection(self.target)
+            self._connections.append(upstream)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                while self.mode == "stall":
+                    time.sleep(0.05)  # hold the bytes: the peer sees silence
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_RDWR)
+
+    def _drop_connections(self) -> None:
+        for conn in self._connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked in recv(); close() would not
+            conn.close()
+        self._connections.clear()
+
+    def refuse(self) -> None:
+        self.mode = "refuse"
+        if self._listener is not None:
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked in accept()
+            self._listener.close()
+            self._listener = None
+        self._drop_connections()
+
+    def stall(self) -> None:
+        self.mode = "stall"
+
+    def heal(self) -> None:
+        if self.mode == "stall":
+            self._drop_connections()  # what was held is lost, as after a real network fault
+        self.mode = "pass"
+        if self._listener is None:
+            self._listen()
+
+    def url(self, real_url: str) -> str:
+        """`real_url` with its host and port replaced by the proxy's."""
+        parts = urlsplit(real_url)
+        netloc = parts.netloc.rsplit("@", 1)
+        host = f"127.0.0.1:{self.port}"
+        return urlunsplit(parts._replace(netloc=f"{netloc[0]}@{host}" if len(netloc) > 1 else host))
+
+    def close(self) -> None:
+        self.refuse()
+
+
+@pytest.fixture
+def proxy() -> Iterator[Callable[[str], TcpProxy]]:
+    """`proxy(url)`: a TcpProxy in front of the server at `url`."""
+    made: list[TcpProxy] = []
+
+    def _proxy(url: str) -> TcpProxy:
+        parts = urlsplit(url)
+        default_port = 6379 if parts.scheme.startswith("redis") else 5432
+        made.append(TcpProxy((parts.hostname or "127.0.0.1", parts.port or default_port)))
+        return made[-1]
+
+    yield _proxy
+    for each in made:
+        each.close()

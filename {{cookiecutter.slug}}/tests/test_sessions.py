@@ -26,8 +26,12 @@ def log_in(web: Web, username: str) -> str:
     return response.cookies["session"]
 
 
+def cookie_header(cookie: str) -> dict[str, str]:
+    return {"Cookie": f"session={cookie}"}
+
+
 def whoami(web: Web, cookie: str) -> httpx.Response:
-    return httpx.get(f"{web.url}/api/v1/session", cookies={"session": cookie})
+    return httpx.get(f"{web.url}/api/v1/session", headers=cookie_header(cookie))
 
 
 def test_session_made_on_one_web_is_read_by_another(start: Callable[..., Any]) -> None:
@@ -51,7 +55,7 @@ def test_session_survives_a_web_restart(start: Callable[..., Any]) -> None:
 def test_logout_kills_the_cookie_everywhere(start: Callable[..., Any]) -> None:
     a, b = two_webs(start)
     cookie = log_in(a, "cy")
-    logout = httpx.delete(f"{b.url}/api/v1/session", cookies={"session": cookie})
+    logout = httpx.delete(f"{b.url}/api/v1/session", headers=cookie_header(cookie))
     assert logout.status_code == 204
     assert (
         'session=""' in logout.headers["set-cookie"] or "Max-Age=0" in logout.headers["set-cookie"]
@@ -92,7 +96,7 @@ def test_ttl_is_refreshed_on_use(web: Web, redis_url: str) -> None:
 def test_login_issues_a_new_id_and_drops_the_old_one(web: Web) -> None:
     old = log_in(web, "gus")
     response = httpx.post(
-        f"{web.url}/api/v1/session", json={"username": "gus"}, cookies={"session": old}
+        f"{web.url}/api/v1/session", json={"username": "gus"}, headers=cookie_header(old)
     )
     new = response.cookies["session"]
     assert new != old

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from . import api, health
 from .access_log import AccessLogMiddleware
 from .db import create_async_db_engine, session_factory
+from .deadline import DeadlineMiddleware
 from .errors import install_error_handlers
 from .request_id import RequestIdMiddleware
 from .sessions import SessionStore
@@ -70,7 +71,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(health.router)
     app.include_router(api.router)
     install_error_handlers(app)
-    # Added last runs first: the request id is bound before the access line is written.
+    # Added last runs first: the request id is bound before the access line is written, and the
+    # access line records what the deadline answered.
+    app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout_seconds)
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

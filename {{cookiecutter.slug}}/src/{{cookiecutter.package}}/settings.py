@@ -74,6 +74,7 @@ class Settings(BaseSettings):
     db_timeout_seconds: Seconds = Field(3, description="connect, pool checkout and statement")
     redis_timeout_seconds: Seconds = 2
     readiness_timeout_seconds: Seconds = Field(2, description="per dependency in /readyz")
+    request_timeout_seconds: Seconds = Field(10, description="whole-request deadline, then 503")
 
     # Sessions (factor VI: the process keeps no state; Redis does).
     session_ttl_seconds: int = Field(86_400, ge=60, description="idle lifetime, refreshed on use")
@@ -81,6 +82,9 @@ class Settings(BaseSettings):
 
     # Worker (factor VIII) and clock.
     worker_concurrency: int = Field(2, ge=1)
+    task_queue: str = Field(
+        "{{ cookiecutter.package }}", min_length=1, description="lets services share one broker"
+    )
     broker_visibility_timeout_seconds: int = Field(
         300, ge=5, description="Redis broker: unacknowledged tasks are redelivered after this"
     )

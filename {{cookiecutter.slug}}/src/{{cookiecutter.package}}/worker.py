@@ -64,6 +64,7 @@ def create_celery(settings: Settings) -> WorkerApp:
         },
         # Publishing from a request gives up quickly; the clock's sweep catches what is missed.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        task_default_queue=settings.task_queue,
         task_serializer="json",
         accept_content=["json"],
         task_ignore_result=True,  # results live in PostgreSQL, where the API reads them

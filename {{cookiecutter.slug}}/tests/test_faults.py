@@ -1,0 +1,97 @@
+"""Factor IV: a backing service that refuses or hangs costs seconds and a 503, never a hung or
+crashed process, and everything recovers by itself when the service is back."""
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from .conftest import TcpProxy, Web, wait_until
+
+FAST_FAIL = {
+    "DB_TIMEOUT_SECONDS": "1",
+    "REDIS_TIMEOUT_SECONDS": "1",
+    "READINESS_TIMEOUT_SECONDS": "1",
+    "REQUEST_TIMEOUT_SECONDS": "2",
+}
+URL_VARIABLE = {"postgres": "DATABASE_URL", "redis": "REDIS_URL"}
+
+
+def web_behind(
+    dependency: str,
+    start: Callable[..., Any],
+    proxy: Callable[[str], TcpProxy],
+    migrated: dict[str, str],
+) -> tuple[Web, TcpProxy]:
+    variable = URL_VARIABLE[dependency]
+    tcp = proxy(migrated[variable])
+    env = {**FAST_FAIL, variable: tcp.url(migrated[variable])}
+    if dependency == "redis":
+        env["BROKER_URL"] = migrated["REDIS_URL"]  # the broker stays up: this is about Redis
+    return start("web", **env), tcp
+
+
+def use_dependency(web: Web, dependency: str) -> httpx.Response:
+    """One API call that needs the dependency."""
+    if dependency == "postgres":
+        return web.client.get("/api/v1/notes", params={"limit": 1})
+    return web.client.post("/api/v1/session", json={"username": "outage"})
+
+
+@pytest.mark.parametrize("fault", ["refuse", "stall"])
+@pytest.mark.parametrize("dependency", ["postgres", "redis"])
+def test_outage_is_a_fast_503_and_recovers_by_itself(
+    dependency: str,
+    fault: str,
+    start: Callable[..., Any],
+    proxy: Callable[[str], TcpProxy],
+    migrated: dict[str, str],
+) -> None:
+    web, tcp = web_behind(dependency, start, proxy, migrated)
+    web.wait_ready()
+    assert use_dependency(web, dependency).status_code in (200, 201)  # pool warm, all well
+
+    getattr(tcp, fault)()
+
+    began = time.monotonic()
+    assert web.client.get("/livez").status_code == 200
+    assert time.monotonic() - began < 0.5  # liveness never waits on a dependency
+
+    began = time.monotonic()
+    ready = web.client.get("/readyz")
+    readiness_seconds = time.monotonic() - began
+    assert ready.status_code == 503
+    assert readiness_seconds < 3
+    assert ready.json()["checks"][dependency] != "ok"
+    print(f"{dependency} {fault}: /readyz answered 503 in {readiness_seconds:.2f}s")
+
+    began = time.monotonic()
+    failed = use_dependency(web, dependency)
+    assert failed.status_code == 503
+    assert "detail" in failed.json()
+    assert time.monotonic() - began < 3
+
+    tcp.heal()
+    wait_until(lambda: web.client.get("/readyz").status_code == 200, timeout=10)
+    wait_until(lambda: use_dependency(web, dependency).status_code in (200, 201), timeout=10)
+    assert web.popen.poll() is None  # never crashed
+
+
+@pytest.mark.parametrize("dependency", ["postgres", "redis"])
+def test_web_started_during_an_outage_becomes_ready_when_it_ends(
+    dependency: str,
+    start: Callable[..., Any],
+    proxy: Callable[[str], TcpProxy],
+    migrated: dict[str, str],
+) -> None:
+    variable = URL_VARIABLE[dependency]
+    tcp = proxy(migrated[variable])
+    tcp.refuse()
+    web: Web = start("web", **FAST_FAIL, **{variable: tcp.url(migrated[variable])})
+    web.wait_for_log("Application startup complete")
+    assert web.client.get("/livez").status_code == 200
+    assert web.client.get("/readyz").status_code == 503
+    tcp.heal()
+    web.wait_ready(timeout=10)
