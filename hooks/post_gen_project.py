@@ -4,10 +4,10 @@ import secrets
 import shutil
 from pathlib import Path
 
-PACKAGE = {{ cookiecutter.package | jsonify }}
-SLUG = {{ cookiecutter.slug | jsonify }}
-KUBERNETES = {{ cookiecutter.kubernetes | jsonify }}
-CI = {{ cookiecutter.ci | jsonify }}
+PACKAGE = {{cookiecutter.package | jsonify}}
+SLUG = {{cookiecutter.slug | jsonify}}
+KUBERNETES = {{cookiecutter.kubernetes | jsonify}}
+CI = {{cookiecutter.ci | jsonify}}
 
 # Each option owns whole files; the unchosen ones are removed rather than templated away.
 OPTION_FILES = {

@@ -8,8 +8,8 @@ import keyword
 import re
 import sys
 
-SLUG = {{ cookiecutter.slug | jsonify }}
-PACKAGE = {{ cookiecutter.package | jsonify }}
+SLUG = {{cookiecutter.slug | jsonify}}
+PACKAGE = {{cookiecutter.package | jsonify}}
 
 # Import names the generated project depends on; a package named like one would shadow it.
 DEPENDENCIES = {
@@ -26,7 +26,7 @@ def problem() -> str | None:
             f"slug {SLUG!r} is not valid: use lowercase letters, digits and single hyphens, "
             "starting with a letter (e.g. acme-billing)"
         )
-    if not (PACKAGE.isidentifier() and PACKAGE.isascii() and PACKAGE == PACKAGE.lower()):
+    if not (PACKAGE.isidentifier() and PACKAGE.isascii() and PACKAGE.lower() == PACKAGE):
         return f"package {PACKAGE!r} is not a valid lowercase Python identifier (e.g. acme_billing)"
     if keyword.iskeyword(PACKAGE) or keyword.issoftkeyword(PACKAGE):
         return f"package {PACKAGE!r} is a Python keyword"

@@ -12,5 +12,8 @@ BIN = Path(sys.executable).parent  # the template's venv: cookiecutter, uv, hado
 
 def render(output_dir: Path, **context: Any) -> Path:
     """Render the template without prompts; returns the generated project's directory."""
-    return Path(cookiecutter(str(TEMPLATE), no_input=True, output_dir=str(output_dir),
-                             extra_context=context))
+    return Path(
+        cookiecutter(
+            str(TEMPLATE), no_input=True, output_dir=str(output_dir), extra_context=context
+        )
+    )

@@ -12,12 +12,15 @@ from .conftest import BIN, render
 
 
 def run(args: list[str], cwd: Path, timeout: float) -> None:
-    env = {**os.environ, "PATH": f"{cwd / '.venv' / 'bin'}{os.pathsep}{BIN}{os.pathsep}"
-           f"{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "PATH": f"{cwd / '.venv' / 'bin'}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}",
+    }
     env.pop("VIRTUAL_ENV", None)
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
-                            timeout=timeout)
-    assert result.returncode == 0, f"{' '.join(args)}\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, (
+        f"{' '.join(args)}\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
+    )
 
 
 @pytest.fixture(scope="module")

@@ -14,11 +14,23 @@ LEFTOVER = re.compile(r"\{\{\s*cookiecutter|\{%|cookiecutter\.")
 def test_defaults_render_a_complete_project(tmp_path: Path) -> None:
     project = render(tmp_path)
     assert project.name == "acme-notes"
-    for name in ("Procfile", "pyproject.toml", "requirements.lock", "requirements-dev.lock",
-                 ".env.example", "README.md", "src/acme_notes/app.py", "tests/conftest.py"):
+    for name in (
+        "Procfile",
+        "pyproject.toml",
+        "requirements.lock",
+        "requirements-dev.lock",
+        ".env.example",
+        "README.md",
+        "src/acme_notes/app.py",
+        "tests/conftest.py",
+    ):
         assert (project / name).is_file(), name
-    assert set((project / "Procfile").read_text().split()) >= {"web:", "worker:", "clock:",
-                                                               "release:"}
+    assert set((project / "Procfile").read_text().split()) >= {
+        "web:",
+        "worker:",
+        "clock:",
+        "release:",
+    }
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,8 @@ TEST_DATABASE_URL: a PostgreSQL server where the tests may create and drop datab
     (default postgresql://postgres@127.0.0.1:5432/postgres); each run gets a fresh database.
 TEST_REDIS_URL: a Redis server (default redis://127.0.0.1:6379); each run claims a free
     logical database (1-15) for itself, so runs side by side do not see each other's keys.
+TEST_AMQP_URL: a RabbitMQ server (e.g. amqp://guest:guest@127.0.0.1:5672//). When set, the
+    worker tests run on it too, as well as on Redis; each run uses its own queue.
 """
 
 import contextlib
@@ -26,6 +28,7 @@ import httpx
 import psycopg
 import pytest
 import redis
+from celery import Celery
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = {
@@ -38,6 +41,7 @@ ADMIN_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+AMQP_URL = os.environ.get("TEST_AMQP_URL")
 
 
 def free_port() -> int:
@@ -166,7 +170,26 @@ def secret_key() -> str:
 
 
 @pytest.fixture(scope="session")
-def base_env(database_url: str, redis_url: str, secret_key: str) -> dict[str, str]:
+def task_queue() -> Iterator[str]:
+    name = f"test-{secrets.token_hex(4)}"
+    yield name
+    if AMQP_URL:  # a RabbitMQ queue outlives its consumers: remove it
+        with Celery(broker=AMQP_URL).connection_for_write() as conn, contextlib.suppress(Exception):
+            conn.default_channel.queue_delete(name)
+
+
+@pytest.fixture(scope="session", params=["redis", "amqp"])
+def broker(request: pytest.FixtureRequest, redis_url: str) -> str:
+    """The broker URL, once for Redis and once for RabbitMQ (when TEST_AMQP_URL is set)."""
+    if request.param == "redis":
+        return redis_url
+    if not AMQP_URL:
+        pytest.skip("TEST_AMQP_URL is not set: no RabbitMQ to test against")
+    return AMQP_URL
+
+
+@pytest.fixture(scope="session")
+def base_env(database_url: str, redis_url: str, secret_key: str, task_queue: str) -> dict[str, str]:
     """A clean environment: only what a platform would set, nothing from the developer's shell."""
     return {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -177,6 +200,7 @@ def base_env(database_url: str, redis_url: str, secret_key: str) -> dict[str, st
         "REDIS_URL": redis_url,
         "SECRET_KEY": secret_key,
         "SESSION_COOKIE_SECURE": "false",
+        "TASK_QUEUE": task_queue,
     }
 
 
@@ -236,12 +260,14 @@ def db(migrated: dict[str, str]) -> Iterator[psycopg.Connection[Any]]:
 class TcpProxy:
     """A TCP proxy in front of a real server, which a test can cut or stall: faults by real
     means, with no client monkeypatched. `refuse()` closes the port (connections refused) and
-    drops open connections; `stall()` keeps accepting but forwards nothing; `heal()` restores."""
+    drops open connections; `stall()` keeps accepting but forwards nothing; `slow(s)` delays
+    every chunk by s seconds; `heal()` restores."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
         self.port = free_port()
         self.mode = "pass"
+        self.delay = 0.0
         self._connections: list[socket.socket] = []
         self._listener: socket.socket | None = None
         self._listen()
@@ -273,6 +299,7 @@ class TcpProxy:
             while data := source.recv(65536):
                 while self.mode == "stall":
                     time.sleep(0.05)  # hold the bytes: the peer sees silence
+                time.sleep(self.delay)
                 sink.sendall(data)
         except OSError:
             pass
@@ -283,7 +310,8 @@ class TcpProxy:
     def _drop_connections(self) -> None:
         for conn in self._connections:
             with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)  # wakes the pump blocked in recv(); close() would not
+                # shutdown() wakes a pump blocked in recv(); close() alone would not.
+                conn.shutdown(socket.SHUT_RDWR)
             conn.close()
         self._connections.clear()
 
@@ -299,10 +327,14 @@ class TcpProxy:
     def stall(self) -> None:
         self.mode = "stall"
 
+    def slow(self, seconds: float) -> None:
+        self.delay = seconds
+
     def heal(self) -> None:
         if self.mode == "stall":
             self._drop_connections()  # what was held is lost, as after a real network fault
         self.mode = "pass"
+        self.delay = 0.0
         if self._listener is None:
             self._listen()
 
