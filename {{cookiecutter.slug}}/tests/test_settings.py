@@ -104,3 +104,13 @@ def test_several_bad_variables_are_all_named_at_once(base_env: dict[str, str]) -
     assert code == 78
     event = json.loads(output)["event"]
     assert all(name in event for name in ("SECRET_KEY", "PORT", "REDIS_URL"))
+
+
+@pytest.mark.parametrize("missing", ["DATABASE_URL", "REDIS_URL", "SECRET_KEY"])
+def test_each_required_variable_is_required(missing: str, base_env: dict[str, str]) -> None:
+    env = {k: v for k, v in base_env.items() if k != missing}
+    code, output, _ = run_process("release", env)
+    assert code == 78
+    event = json.loads(output)["event"]
+    assert missing in event
+    assert [name for name in GOOD if name in event] == [missing]

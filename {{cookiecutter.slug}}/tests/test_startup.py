@@ -1,0 +1,45 @@
+"""Factor IX, fast start: importing the code does no work, and a process started while a
+backing service is down waits for it instead of crash-looping."""
+
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import psycopg
+
+from .conftest import TcpProxy, Web, wait_until
+
+
+def test_importing_every_module_reads_no_config_and_connects_nowhere() -> None:
+    modules = ["app", "web", "worker", "clock", "release", "tasks", "settings", "db", "sessions"]
+    code = "; ".join(f"import {{ cookiecutter.package }}.{m}" for m in modules)
+    # An empty environment: any config read or connection made at import time would fail here.
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == result.stderr == ""
+
+
+def test_worker_started_while_the_broker_is_down_works_once_it_is_back(
+    start: Callable[..., Any],
+    proxy: Callable[[str], TcpProxy],
+    db: psycopg.Connection[Any],
+    migrated: dict[str, str],
+) -> None:
+    web: Web = start("web")
+    web.wait_ready()
+    broker = proxy(migrated["REDIS_URL"])
+    broker.refuse()
+    worker = start("worker", BROKER_URL=broker.url(migrated["REDIS_URL"]))
+    worker.wait_for_log("Cannot connect", timeout=15)  # retrying, not crashing
+    note_id = web.client.post("/api/v1/notes", json={"title": "t", "body": "a b c"}).json()["id"]
+    broker.heal()
+    wait_until(
+        lambda: db.execute(
+            "SELECT 1 FROM notes WHERE id = %s AND enriched_at IS NOT NULL", [note_id]
+        ).fetchone(),
+        timeout=30,
+    )
+    assert worker.popen.poll() is None
