@@ -201,6 +201,7 @@ def base_env(database_url: str, redis_url: str, secret_key: str, task_queue: str
         "SECRET_KEY": secret_key,
         "SESSION_COOKIE_SECURE": "false",
         "TASK_QUEUE": task_queue,
+        "RATE_LIMIT": "10000/minute",  # test_rate_limit.py sets its own
     }
 
 
@@ -222,6 +223,8 @@ def migrated(base_env: dict[str, str]) -> dict[str, str]:
 def launch(kind: str, env: dict[str, str]) -> Process:
     if kind == "web":
         return Web({"PORT": str(free_port()), **env})
+    if kind == "worker":
+        env = {"WORKER_METRICS_PORT": str(free_port()), **env}
     return Process(kind, env)
 
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import psycopg
 from celery import Celery
 
@@ -110,6 +111,9 @@ def test_task_failing_every_retry_is_dead_lettered(
     assert dead[2] == "req-dead-00001"
     retries = [r for r in worker.records() if r["event"] == "retrying"]
     assert [r["attempt"] for r in retries] == [1, 2]
+    metrics = httpx.get(f"http://127.0.0.1:{worker.env['WORKER_METRICS_PORT']}/metrics").text
+    assert 'celery_tasks_dead_lettered_total{task="notes.enrich"} 1.0' in metrics
+    assert 'celery_task_retries_total{task="notes.enrich"} 2.0' in metrics
     failed = [r for r in worker.records() if r["event"] == "task failed for good"]
     assert failed
     assert failed[0]["level"] == "error"

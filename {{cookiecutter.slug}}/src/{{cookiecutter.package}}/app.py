@@ -11,6 +11,7 @@ from typing import Any
 
 import structlog
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
 from . import api, health
@@ -18,6 +19,8 @@ from .access_log import AccessLogMiddleware
 from .db import create_async_db_engine, session_factory
 from .deadline import DeadlineMiddleware
 from .errors import install_error_handlers
+from .metrics import HttpMetrics, MetricsMiddleware, metrics_endpoint
+from .ratelimit import create_rate_limiter
 from .request_id import RequestIdMiddleware
 from .sessions import SessionStore
 from .settings import Settings
@@ -41,12 +44,14 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_async_db_engine(settings)
         redis = create_redis(settings)
         celery = create_celery(settings)
+        rate_limiter = create_rate_limiter(settings, redis)
         yield {
             "settings": settings,
             "engine": engine,
             "sessionmaker": session_factory(engine),
             "redis": redis,
             "celery": celery,
+            "rate_limiter": rate_limiter,
             "session_store": SessionStore(
                 redis,
                 settings.secret_key.get_secret_value(),
@@ -68,12 +73,15 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.draining = False  # set by the server at SIGTERM, read by /readyz
+    registry = CollectorRegistry()
     app.include_router(health.router)
     app.include_router(api.router)
+    app.add_api_route("/metrics", metrics_endpoint(registry), include_in_schema=False)
     install_error_handlers(app)
     # Added last runs first: the request id is bound before the access line is written, and the
     # access line records what the deadline answered.
     app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout_seconds)
+    app.add_middleware(MetricsMiddleware, metrics=HttpMetrics(registry))
     app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app

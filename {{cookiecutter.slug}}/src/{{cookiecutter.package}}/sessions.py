@@ -30,7 +30,8 @@ class SessionStore:
         mac = hmac.digest(self._secret, session_id.encode(), hashlib.sha256)
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
-    def _session_id(self, cookie: str | None) -> str | None:
+    def session_id(self, cookie: str | None) -> str | None:
+        """The id in a correctly signed cookie; None for anything else."""
         session_id, _, signature = (cookie or "").partition(".")
         if session_id and hmac.compare_digest(signature, self._sign(session_id)):
             return session_id
@@ -38,7 +39,7 @@ class SessionStore:
 
     async def load(self, cookie: str | None) -> dict[str, Any] | None:
         """The session's data, its idle TTL restarted; None for a missing, forged or expired one."""
-        session_id = self._session_id(cookie)
+        session_id = self.session_id(cookie)
         if session_id is None:
             return None
         raw = await self._redis.getex(_KEY.format(session_id), ex=self._ttl)
@@ -64,6 +65,6 @@ class SessionStore:
         response.delete_cookie(COOKIE, httponly=True, samesite="lax", secure=self._secure)
 
     async def _forget(self, cookie: str | None) -> None:
-        session_id = self._session_id(cookie)
+        session_id = self.session_id(cookie)
         if session_id is not None:
             await self._redis.delete(_KEY.format(session_id))

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal, NoReturn
 from urllib.parse import urlsplit
 
+from limits import parse
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -33,6 +34,14 @@ def _normalise_postgres(value: SecretStr) -> SecretStr:
     # Platforms hand out postgres:// URLs; SQLAlchemy needs the dialect+driver spelled out.
     rest = value.get_secret_value().split("://", 1)[1]
     return SecretStr(f"postgresql+psycopg://{rest}")
+
+
+def _rate_limit(value: str) -> str:
+    try:
+        parse(value)
+    except ValueError:
+        raise ValueError("must look like 60/minute or 10/second") from None
+    return value
 
 
 PostgresUrl = Annotated[
@@ -76,12 +85,20 @@ class Settings(BaseSettings):
     readiness_timeout_seconds: Seconds = Field(2, description="per dependency in /readyz")
     request_timeout_seconds: Seconds = Field(10, description="whole-request deadline, then 503")
 
+    rate_limit: Annotated[str, AfterValidator(_rate_limit)] = Field(
+        "60/minute", description="per client address and per session, on the write endpoints"
+    )
+    forwarded_allow_ips: str = Field(
+        "127.0.0.1", description="proxies trusted for X-Forwarded-For (the client address)"
+    )
+
     # Sessions (factor VI: the process keeps no state; Redis does).
     session_ttl_seconds: int = Field(86_400, ge=60, description="idle lifetime, refreshed on use")
     session_cookie_secure: bool = Field(True, description="send the cookie over HTTPS only")
 
     # Worker (factor VIII) and clock.
     worker_concurrency: int = Field(2, ge=1)
+    worker_metrics_port: int = Field(9101, ge=1, le=65535, description="worker's /metrics port")
     task_queue: str = Field(
         "{{ cookiecutter.package }}", min_length=1, description="lets services share one broker"
     )

@@ -51,6 +51,7 @@ class ReliableTask(Task):  # type: ignore[misc]
 
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         log.error("task failed for good", error=repr(exc), args=args)
+        self.app.metrics.dead_lettered.labels(self.name).inc()
         record = {
             "task_id": task_id,
             "task_name": self.name,
@@ -86,6 +87,7 @@ def heartbeat(self: ReliableTask) -> None:
     """Store one row per scheduled run; a redelivered run is stored once (unique task id)."""
     with self.app.engine.begin() as conn:
         conn.execute(insert(Heartbeat).values(task_id=self.request.id).on_conflict_do_nothing())
+    self.app.metrics.last_heartbeat.set_to_current_time()
     log.info("heartbeat stored")
 
 

@@ -53,6 +53,8 @@ def build_server(settings: Settings) -> Server:
         access_log=False,  # access_log.py writes one line per request instead
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         server_header=False,
+        proxy_headers=True,  # the client address from X-Forwarded-For, from trusted proxies only
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
     return Server(config, app)
 

@@ -10,16 +10,21 @@ The settings below are what keep a job from being lost or silently dropped:
 """
 
 import logging
+import time
 from functools import cached_property
 from typing import Any
 
 import structlog
 from celery import Celery, signals
 from celery.apps import worker as celery_worker
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from .db import create_db_engine
 from .logging import configure_logging
+from .metrics import TaskMetrics, scrape_registry
 from .settings import Settings, load_settings
 
 log = structlog.stdlib.get_logger(__name__)
@@ -34,7 +39,7 @@ class Worker(celery_worker.Worker):  # type: ignore[misc]
 
 
 class WorkerApp(Celery):  # type: ignore[misc]
-    """A Celery app that carries its settings and a lazily made database engine."""
+    """A Celery app that carries its settings, its metrics and a lazily made database engine."""
 
     @cached_property
     def Worker(self) -> type[Worker]:
@@ -43,6 +48,8 @@ class WorkerApp(Celery):  # type: ignore[misc]
     def __init__(self, settings: Settings, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.settings = settings
+        self.registry = CollectorRegistry()
+        self.metrics = TaskMetrics(self.registry)
 
     @cached_property
     def engine(self) -> Engine:
@@ -122,11 +129,60 @@ def connect_logging(settings: Settings) -> None:
     signals.task_postrun.connect(_clear_task_context, weak=False)
 
 
+class QueueDepth(Collector):
+    """Messages waiting in the task queue, asked of the broker at each scrape."""
+
+    def __init__(self, app: WorkerApp) -> None:
+        self.app = app
+
+    def collect(self) -> Any:
+        try:
+            with self.app.connection_for_read() as conn:
+                try:
+                    waiting = conn.default_channel.queue_declare(
+                        self.app.settings.task_queue, passive=True
+                    ).message_count
+                except conn.channel_errors:  # no such queue yet (Redis: an empty one)
+                    waiting = 0
+        except Exception as exc:  # broker unreachable: no sample, and the scrape still works
+            log.warning("queue depth unavailable", error=type(exc).__name__)
+            return
+        yield GaugeMetricFamily("celery_queue_depth", "Messages waiting in the queue", waiting)
+
+
+def connect_metrics(app: WorkerApp) -> None:
+    """Count, time and classify every task the pool runs."""
+    started: dict[str, float] = {}
+
+    def prerun(task_id: str, **_: Any) -> None:
+        started[task_id] = time.perf_counter()
+
+    def postrun(task_id: str, task: Any, state: str | None = None, **_: Any) -> None:
+        app.metrics.tasks.labels(task.name, (state or "unknown").lower()).inc()
+        if (began := started.pop(task_id, None)) is not None:
+            app.metrics.duration.labels(task.name).observe(time.perf_counter() - began)
+
+    def retried(request: Any, **_: Any) -> None:
+        app.metrics.retries.labels(request.task).inc()
+
+    signals.task_prerun.connect(prerun, weak=False)
+    signals.task_postrun.connect(postrun, weak=False)
+    signals.task_retry.connect(retried, weak=False)
+
+
+def serve_metrics(app: WorkerApp) -> None:
+    registry = scrape_registry(app.registry)
+    registry.register(QueueDepth(app))
+    start_http_server(app.settings.worker_metrics_port, registry=registry)
+
+
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
     connect_logging(settings)
     app = create_celery(settings)
+    connect_metrics(app)
+    serve_metrics(app)
     # SIGTERM is Celery's warm shutdown: running tasks finish, then the process exits 0.
     app.worker_main(
         [

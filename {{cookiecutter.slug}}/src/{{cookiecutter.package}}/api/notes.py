@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from ..deps import CeleryApp, DbSession, RequestId
 from ..models import Note
+from ..ratelimit import rate_limited
 
 router = APIRouter(prefix="/notes", tags=["notes"])
 log = structlog.stdlib.get_logger(__name__)
@@ -56,7 +57,7 @@ def enqueue_enrichment(celery: Celery, note_id: int, request_id: str | None) -> 
     celery.send_task("notes.enrich", args=[note_id], headers={"request_id": request_id})
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, dependencies=[rate_limited])
 async def create_note(
     note: NoteIn, db: DbSession, celery: CeleryApp, request_id: RequestId
 ) -> NoteOut:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..deps import CurrentSession, SessionCookie, Sessions
+from ..ratelimit import rate_limited
 
 router = APIRouter(prefix="/session", tags=["session"])
 
@@ -21,7 +22,7 @@ class SessionOut(BaseModel):
     started_at: datetime
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, dependencies=[rate_limited])
 async def log_in(
     login: Login, response: Response, store: Sessions, cookie: SessionCookie = None
 ) -> SessionOut:
@@ -35,6 +36,6 @@ async def current(session: CurrentSession) -> SessionOut:
     return SessionOut.model_validate(session)
 
 
-@router.delete("", status_code=204)
+@router.delete("", status_code=204, dependencies=[rate_limited])
 async def log_out(response: Response, store: Sessions, cookie: SessionCookie = None) -> None:
     await store.end(cookie, response)

@@ -1,0 +1,81 @@
+"""Observability: Prometheus metrics scraped from real processes and parsed as Prometheus would."""
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import psycopg
+from celery import Celery
+from prometheus_client.parser import text_string_to_metric_families
+
+from .conftest import Process, Web, wait_until
+
+
+def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample at `url`, keyed by (name, labels)."""
+    text = httpx.get(url, timeout=5).text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_web_counts_requests_by_route_template_and_status(web: Web) -> None:
+    for note_id in (111111, 222222):
+        web.client.get(f"/api/v1/notes/{note_id}")
+    web.client.get("/no/such/page")
+    samples = scrape(f"{web.url}/metrics")
+    route = "/api/v1/notes/{note_id}"
+    assert value(samples, "http_requests_total", method="GET", route=route, status="404") >= 2
+    assert value(samples, "http_requests_total", method="GET", route="unmatched", status="404") >= 1
+    assert value(samples, "http_request_duration_seconds_count", method="GET", route=route) >= 2
+    assert ("http_requests_in_progress", frozenset({("method", "GET")})) in samples
+    assert not any("111111" in str(labels) for _, labels in samples)  # no raw paths as labels
+
+
+def test_metrics_add_up_across_web_processes(start: Callable[..., Any]) -> None:
+    web: Web = start("web", WEB_CONCURRENCY="2")
+    web.wait_ready()
+    for _ in range(30):
+        httpx.get(f"{web.url}/livez")  # a new connection each: spread over both processes
+    # Whichever process answers the scrape, it reports the total of both.
+    for _ in range(4):
+        samples = scrape(f"{web.url}/metrics")
+        assert (
+            value(samples, "http_requests_total", method="GET", route="/livez", status="200") == 30
+        )
+
+
+def test_worker_exposes_task_queue_and_heartbeat_metrics(
+    start: Callable[..., Any], web: Web, db: psycopg.Connection[Any], migrated: dict[str, str]
+) -> None:
+    worker: Process = start("worker")
+    metrics_url = f"http://127.0.0.1:{worker.env['WORKER_METRICS_PORT']}/metrics"
+    note_id = web.client.post("/api/v1/notes", json={"title": "m", "body": "x"}).json()["id"]
+    client = Celery(broker=migrated["REDIS_URL"])
+    client.send_task("clock.heartbeat", queue=migrated["TASK_QUEUE"])
+    client.close()
+    wait_until(
+        lambda: db.execute(
+            "SELECT 1 FROM notes WHERE id = %s AND enriched_at IS NOT NULL", [note_id]
+        ).fetchone(),
+        timeout=20,
+    )
+
+    def counted() -> dict[tuple[str, frozenset[tuple[str, str]]], float] | None:
+        samples = scrape(metrics_url)
+        done = value(samples, "celery_tasks_total", task="clock.heartbeat", outcome="success")
+        return samples if done >= 1 else None
+
+    samples = wait_until(counted, timeout=10)
+    assert value(samples, "celery_tasks_total", task="notes.enrich", outcome="success") >= 1
+    assert value(samples, "celery_task_duration_seconds_count", task="notes.enrich") >= 1
+    assert value(samples, "heartbeat_last_run_timestamp_seconds") > 1.7e9
+    assert ("celery_queue_depth", frozenset()) in samples
