@@ -3,7 +3,6 @@
 import base64
 import hashlib
 import hmac
-import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -40,16 +39,6 @@ def test_session_made_on_one_web_is_read_by_another(start: Callable[..., Any]) -
     response = whoami(b, cookie)
     assert response.status_code == 200
     assert response.json()["username"] == "ann"
-
-
-def test_session_survives_a_web_restart(start: Callable[..., Any]) -> None:
-    first: Web = start("web")
-    first.wait_ready()
-    cookie = log_in(first, "bob")
-    assert first.stop(signal.SIGTERM) == 0
-    second: Web = start("web", PORT=first.env["PORT"])
-    second.wait_ready()
-    assert whoami(second, cookie).json()["username"] == "bob"
 
 
 def test_logout_kills_the_cookie_everywhere(start: Callable[..., Any]) -> None:

@@ -1,0 +1,92 @@
+"""The classic quick twelve-factor check, as tests: swap the database by environment alone, run
+two instances side by side, find the logs on stdout, restart without losing anything."""
+
+import secrets
+import signal
+import subprocess
+from collections.abc import Callable, Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import pytest
+
+from .conftest import ADMIN_DATABASE_URL, PROCFILE, ROOT, Web
+
+
+@pytest.fixture
+def other_database(migrated: dict[str, str]) -> Iterator[str]:
+    name = f"test_other_{secrets.token_hex(4)}"
+    with psycopg.connect(ADMIN_DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield urlunsplit(urlsplit(migrated["DATABASE_URL"])._replace(path=f"/{name}"))
+    with psycopg.connect(ADMIN_DATABASE_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def count_notes(url: str, title: str) -> int:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT count(*) FROM notes WHERE title = %s", [title]).fetchone()
+    return int(row[0]) if row else 0
+
+
+def test_every_process_type_runs_from_one_codebase() -> None:
+    assert set(PROCFILE) == {"release", "web", "worker", "clock"}
+    for kind, command in PROCFILE.items():
+        assert command == f"exec python -m {{ cookiecutter.package }} {kind}"
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert '"-m", "{{ cookiecutter.package }}", "web"' in dockerfile  # the same build, every type
+
+
+def test_database_is_swapped_by_environment_alone(
+    start: Callable[..., Any], migrated: dict[str, str], other_database: str
+) -> None:
+    env = {**migrated, "DATABASE_URL": other_database}
+    release = subprocess.run(
+        ["/bin/sh", "-c", PROCFILE["release"]],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert release.returncode == 0, release.stdout + release.stderr
+    web: Web = start("web", DATABASE_URL=other_database)
+    web.wait_ready()
+    title = f"swapped-{secrets.token_hex(3)}"
+    assert web.client.post("/api/v1/notes", json={"title": title, "body": "x"}).status_code == 201
+    assert count_notes(other_database, title) == 1
+    assert count_notes(migrated["DATABASE_URL"], title) == 0
+
+
+def test_two_instances_side_by_side_serve_the_same_data(start: Callable[..., Any]) -> None:
+    a: Web = start("web")
+    b: Web = start("web")
+    a.wait_ready()
+    b.wait_ready()
+    note = a.client.post("/api/v1/notes", json={"title": "shared", "body": "x"}).json()
+    assert b.client.get(f"/api/v1/notes/{note['id']}").json()["title"] == "shared"
+
+
+def test_logs_are_an_event_stream_on_stdout_not_files(start: Callable[..., Any]) -> None:
+    before = {p for p in ROOT.rglob("*.log")}
+    web: Web = start("web")
+    web.wait_ready()
+    web.client.get("/livez", headers={"X-Request-ID": "stdout-check-1"})
+    web.stop(signal.SIGTERM)
+    assert any('"request_id":"stdout-check-1"' in line for line in web.stdout)
+    assert {p for p in ROOT.rglob("*.log")} == before
+
+
+def test_restart_loses_nothing(start: Callable[..., Any]) -> None:
+    first: Web = start("web")
+    first.wait_ready()
+    note = first.client.post("/api/v1/notes", json={"title": "kept", "body": "x"}).json()
+    cookie = first.client.post("/api/v1/session", json={"username": "kept"}).cookies["session"]
+    assert first.stop(signal.SIGTERM) == 0
+
+    second: Web = start("web", PORT=first.env["PORT"])
+    second.wait_ready()
+    assert second.client.get(f"/api/v1/notes/{note['id']}").json()["title"] == "kept"
+    session = second.client.get("/api/v1/session", headers={"Cookie": f"session={cookie}"})
+    assert session.json()["username"] == "kept"
