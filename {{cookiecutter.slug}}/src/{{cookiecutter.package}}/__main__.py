@@ -1,8 +1,7 @@
-"""`python -m {{ cookiecutter.package }} <process>`: the one entry point of every Procfile process type."""
+"""`python -m {{ cookiecutter.package }} <process>`: the entry point of every process type."""
 
-import atexit
+import logging
 import os
-import shutil
 import sys
 import tempfile
 from importlib import import_module
@@ -15,10 +14,15 @@ def main() -> None:
         sys.exit(f"usage: python -m {__package__} <{'|'.join(PROCESS_TYPES)}>")
     # Metrics of several OS processes (web workers, prefork children) meet in files here; set
     # before anything imports prometheus_client. Fresh per start, so no stale samples add up.
-    metrics_dir = tempfile.mkdtemp(prefix="metrics-")
-    atexit.register(shutil.rmtree, metrics_dir, ignore_errors=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-    import_module(f"{__package__}.{sys.argv[1]}").main()
+    with tempfile.TemporaryDirectory(prefix="metrics-") as metrics_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        import_module(f"{__package__}.{sys.argv[1]}").main()
+    # A clean finish, with everything closed: skip the interpreter's teardown of every imported
+    # module (about 0.3 s here), which would only delay the exit that a deploy is waiting for.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

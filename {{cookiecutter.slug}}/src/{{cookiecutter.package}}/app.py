@@ -26,7 +26,7 @@ from .sessions import SessionStore
 from .settings import Settings
 from .worker import create_celery
 
-log = structlog.stdlib.get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 def create_redis(settings: Settings) -> Redis:

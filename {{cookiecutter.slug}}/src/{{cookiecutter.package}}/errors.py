@@ -12,7 +12,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-log = structlog.stdlib.get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 UNAVAILABLE: dict[type[Exception], str] = {
     sqlalchemy.exc.OperationalError: "postgres",

@@ -13,7 +13,7 @@ from alembic.config import Config
 from .logging import configure_logging
 from .settings import Settings, load_settings
 
-log = structlog.stdlib.get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 def alembic_config(settings: Settings) -> Config:

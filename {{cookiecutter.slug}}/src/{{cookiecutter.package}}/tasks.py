@@ -20,7 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from .models import DeadLetter, Heartbeat, Note
 from .worker import WorkerApp
 
-log = structlog.stdlib.get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 TRANSIENT = (
     sqlalchemy.exc.OperationalError,

@@ -23,7 +23,7 @@ from .app import create_app
 from .logging import configure_logging
 from .settings import Settings, load_settings
 
-log = structlog.stdlib.get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class Server(uvicorn.Server):

@@ -10,6 +10,7 @@ The settings below are what keep a job from being lost or silently dropped:
 """
 
 import logging
+import sys
 import time
 from functools import cached_property
 from typing import Any
@@ -27,7 +28,7 @@ from .logging import configure_logging
 from .metrics import TaskMetrics, scrape_registry
 from .settings import Settings, load_settings
 
-log = structlog.stdlib.get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class Worker(celery_worker.Worker):  # type: ignore[misc]
@@ -184,12 +185,6 @@ def main() -> None:
     connect_metrics(app)
     serve_metrics(app)
     # SIGTERM is Celery's warm shutdown: running tasks finish, then the process exits 0.
-    app.worker_main(
-        [
-            "--quiet",
-            "worker",
-            f"--loglevel={settings.log_level}",
-            "--without-gossip",
-            "--without-mingle",
-        ]
-    )
+    # app.start, unlike app.worker_main, returns the worker's exit code.
+    argv = ["--quiet", "worker", f"--loglevel={settings.log_level}"]
+    sys.exit(app.start([*argv, "--without-gossip", "--without-mingle"]))

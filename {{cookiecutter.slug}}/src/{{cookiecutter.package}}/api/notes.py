@@ -15,7 +15,7 @@ from ..models import Note
 from ..ratelimit import rate_limited
 
 router = APIRouter(prefix="/notes", tags=["notes"])
-log = structlog.stdlib.get_logger(__name__)
+log = structlog.get_logger(__name__)
 
 
 class NoteIn(BaseModel):
