@@ -12,10 +12,11 @@ PROCESS_TYPES = ("web", "worker", "clock", "release")
 def main() -> None:
     if len(sys.argv) != 2 or sys.argv[1] not in PROCESS_TYPES:
         sys.exit(f"usage: python -m {__package__} <{'|'.join(PROCESS_TYPES)}>")
-    # Metrics of several OS processes (web workers, prefork children) meet in files here; set
-    # before anything imports prometheus_client. Fresh per start, so no stale samples add up.
     with tempfile.TemporaryDirectory(prefix="metrics-") as metrics_dir:
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        if sys.argv[1] == "worker":
+            # The prefork children's metrics reach the main process's /metrics through files
+            # here; set before anything imports prometheus_client (see metrics.py).
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         import_module(f"{__package__}.{sys.argv[1]}").main()
     # A clean finish, with everything closed: skip the interpreter's teardown of every imported
     # module (about 0.3 s here), which would only delay the exit that a deploy is waiting for.

@@ -2,6 +2,9 @@
 
 Everything here was made once by the lifespan in app.py and lives in the ASGI lifespan state;
 a route names what it needs in its signature instead of reaching for a global.
+
+Each getter is `async def` although it awaits nothing: FastAPI runs a plain `def` dependency in
+a thread pool, and that hop cost more than the rest of a session read together.
 """
 
 from collections.abc import AsyncIterator
@@ -21,27 +24,27 @@ async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def _engine(request: Request) -> AsyncEngine:
+async def _engine(request: Request) -> AsyncEngine:
     return request.state.engine  # type: ignore[no-any-return]
 
 
-def _redis(request: Request) -> Redis:
+async def _redis(request: Request) -> Redis:
     return request.state.redis  # type: ignore[no-any-return]
 
 
-def _celery(request: Request) -> Celery:
+async def _celery(request: Request) -> Celery:
     return request.state.celery
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return request.state.settings  # type: ignore[no-any-return]
 
 
-def _session_store(request: Request) -> SessionStore:
+async def _session_store(request: Request) -> SessionStore:
     return request.state.session_store  # type: ignore[no-any-return]
 
 
-def _request_id(request: Request) -> str:
+async def _request_id(request: Request) -> str:
     return request.state.request_id  # type: ignore[no-any-return]
 
 

@@ -1,13 +1,13 @@
 """Observability: Prometheus metrics for web (per request) and worker (per task).
 
-A process with several OS processes behind one scrape target (web with WEB_CONCURRENCY > 1, the
-prefork worker) keeps its samples in files under PROMETHEUS_MULTIPROC_DIR, which the entry point
-(__main__.py) points at a fresh directory before prometheus_client is imported; the scrape
-handler then adds up every process's files. Without that variable, samples live in memory.
+Where several OS processes sit behind one scrape target (web with WEB_CONCURRENCY > 1, the
+prefork worker), each writes its samples to files under PROMETHEUS_MULTIPROC_DIR and the scrape
+adds them all up. prometheus_client picks files or memory when it is first imported, so the
+variable is set before that: by web.py before it spawns its children, by __main__.py for the
+worker. A single web process keeps its samples in memory, which costs less per request.
 """
 
 import os
-import time
 from collections.abc import Callable
 
 from prometheus_client import (
@@ -20,7 +20,7 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Scope
 
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -61,47 +61,17 @@ class HttpMetrics:
         self.in_progress = Gauge(
             "http_requests_in_progress",
             "Requests being answered",
-            ["method"],
             multiprocess_mode="livesum",
             registry=registry,
         )
 
-
-class MetricsMiddleware:
-    """Counts and times each request by its route template (`/api/v1/notes/{note_id}`), never
-    by its raw path, so that label values stay few."""
-
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        method = scope["method"]
-        status = 500
-        start = time.perf_counter()
-
-        async def send_recording_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        in_progress = self.metrics.in_progress.labels(method)
-        in_progress.inc()
-        try:
-            await self.app(scope, receive, send_recording_status)
-        finally:
-            in_progress.dec()
-            route = _route_template(scope)
-            self.metrics.requests.labels(method, route, str(status)).inc()
-            self.metrics.latency.labels(method, route).observe(time.perf_counter() - start)
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
 
 
-def _route_template(scope: Scope) -> str:
-    """`/api/v1/notes/{note_id}` for a request to `/api/v1/notes/42`."""
+def route_template(scope: Scope) -> str:
+    """`/api/v1/notes/{note_id}` for a request to `/api/v1/notes/42`: label values stay few."""
     route = scope.get("route")  # set by the router that matched; a 404 has none
     if route is None:
         return "unmatched"

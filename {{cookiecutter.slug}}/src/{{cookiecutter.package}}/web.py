@@ -10,9 +10,11 @@ With WEB_CONCURRENCY > 1 a small supervisor here runs that many such servers on 
 
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
 import socket
 import sys
+import tempfile
 from types import FrameType
 
 import structlog
@@ -50,7 +52,7 @@ def build_server(settings: Settings) -> Server:
         http="httptools",
         lifespan="on",
         log_config=None,  # keep the JSON logging set up in logging.py
-        access_log=False,  # access_log.py writes one line per request instead
+        access_log=False,  # observe.py writes one line per request instead
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         server_header=False,
         proxy_headers=True,  # the client address from X-Forwarded-For, from trusted proxies only
@@ -68,6 +70,10 @@ def _serve_child(sock: socket.socket) -> None:
 def _supervise(settings: Settings) -> int:
     """Run WEB_CONCURRENCY servers on one socket; forward SIGTERM/SIGINT; exit 0 if all drained."""
     sock = socket.create_server(("0.0.0.0", settings.port), reuse_port=False, backlog=2048)
+    # Each child writes its metrics to files here, and any child's /metrics adds them all up.
+    # Spawned children import prometheus_client afresh, with this set (see metrics.py).
+    metrics_dir = tempfile.TemporaryDirectory(prefix="metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir.name
     context = multiprocessing.get_context("spawn")
     children = [
         context.Process(target=_serve_child, args=(sock,), name=f"web-{n}")
@@ -99,6 +105,7 @@ def _supervise(settings: Settings) -> int:
         if child.exitcode is None:
             child.kill()
     codes = [c.exitcode for c in children]
+    metrics_dir.cleanup()
     log.info("web processes stopped", exit_codes=codes)
     # -SIGTERM: the signal reached a child before uvicorn took it over (still starting) or after
     # it gave it back (already drained). Either way nothing was cut off.

