@@ -138,15 +138,21 @@ class Web(Process):
         wait_until(ready, timeout)
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    name = f"test_{{ cookiecutter.package }}_{secrets.token_hex(4)}"
+@contextlib.contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A new, empty database on the test server, dropped afterwards; yields its URL."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
     with psycopg.connect(ADMIN_DATABASE_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    parts = urlsplit(ADMIN_DATABASE_URL)
-    yield urlunsplit(parts._replace(path=f"/{name}"))
+    yield urlunsplit(urlsplit(ADMIN_DATABASE_URL)._replace(path=f"/{name}"))
     with psycopg.connect(ADMIN_DATABASE_URL, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    with fresh_database("test_{{ cookiecutter.package }}") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -205,18 +211,24 @@ def base_env(database_url: str, redis_url: str, secret_key: str, task_queue: str
     }
 
 
-@pytest.fixture(scope="session")
-def migrated(base_env: dict[str, str]) -> dict[str, str]:
-    """Run the `release` process once; returns the environment the other processes use."""
+def release(env: dict[str, str]) -> str:
+    """Run the Procfile's `release` to the end; its output. Fails the test if it fails."""
     result = subprocess.run(
         ["/bin/sh", "-c", PROCFILE["release"]],
         cwd=ROOT,
-        env=base_env,
+        env=env,
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="session")
+def migrated(base_env: dict[str, str]) -> dict[str, str]:
+    """Run the `release` process once; returns the environment the other processes use."""
+    release(base_env)
     return base_env
 
 

@@ -3,25 +3,19 @@ two instances side by side, find the logs on stdout, restart without losing anyt
 
 import secrets
 import signal
-import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
-from .conftest import ADMIN_DATABASE_URL, PROCFILE, ROOT, Web
+from .conftest import PROCFILE, ROOT, Web, fresh_database, release
 
 
 @pytest.fixture
-def other_database(migrated: dict[str, str]) -> Iterator[str]:
-    name = f"test_other_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_DATABASE_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield urlunsplit(urlsplit(migrated["DATABASE_URL"])._replace(path=f"/{name}"))
-    with psycopg.connect(ADMIN_DATABASE_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def other_database() -> Iterator[str]:
+    with fresh_database("test_other") as url:
+        yield url
 
 
 def count_notes(url: str, title: str) -> int:
@@ -41,16 +35,7 @@ def test_every_process_type_runs_from_one_codebase() -> None:
 def test_database_is_swapped_by_environment_alone(
     start: Callable[..., Any], migrated: dict[str, str], other_database: str
 ) -> None:
-    env = {**migrated, "DATABASE_URL": other_database}
-    release = subprocess.run(
-        ["/bin/sh", "-c", PROCFILE["release"]],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert release.returncode == 0, release.stdout + release.stderr
+    release({**migrated, "DATABASE_URL": other_database})
     web: Web = start("web", DATABASE_URL=other_database)
     web.wait_ready()
     title = f"swapped-{secrets.token_hex(3)}"

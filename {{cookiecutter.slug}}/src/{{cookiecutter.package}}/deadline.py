@@ -7,9 +7,10 @@ pooled connection whose peer went silent mid-query has no timeout of its own on 
 
 import asyncio
 
-import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .errors import send_json_error
 
 log = structlog.get_logger(__name__)
 
@@ -37,16 +38,6 @@ class DeadlineMiddleware:
             log.warning("request deadline exceeded", seconds=self.seconds)
             if started:
                 raise  # half a response is out: all that is left is to drop the connection
-            body = orjson.dumps({"detail": "request timed out, try again later"})
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 503,
-                    "headers": [
-                        (b"content-type", b"application/json"),
-                        (b"content-length", b"%d" % len(body)),
-                        (b"retry-after", b"1"),
-                    ],
-                }
+            await send_json_error(
+                send, 503, "request timed out, try again later", [(b"retry-after", b"1")]
             )
-            await send({"type": "http.response.body", "body": body})

@@ -4,13 +4,16 @@ The request fails fast (every client has a timeout from config) and the client i
 nothing is retried here, so an outage does not pile up waiting requests.
 """
 
+from collections.abc import Sequence
 from functools import partial
 
+import orjson
 import redis.exceptions
 import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.types import Send
 
 log = structlog.get_logger(__name__)
 
@@ -30,6 +33,25 @@ async def _unavailable(dependency: str, request: Request, exc: Exception) -> JSO
         status_code=503,
         headers={"Retry-After": "1"},
     )
+
+
+async def send_json_error(
+    send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """Answer with `{"detail": ...}` straight from a pure-ASGI middleware."""
+    body = orjson.dumps({"detail": detail})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", b"%d" % len(body)),
+                *headers,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 def install_error_handlers(app: FastAPI) -> None:

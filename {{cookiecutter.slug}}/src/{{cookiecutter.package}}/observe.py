@@ -9,10 +9,10 @@ its id too. uvicorn's own access log is off (see web.py).
 
 import time
 
-import orjson
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .errors import send_json_error
 from .metrics import HttpMetrics, route_template
 from .request_id import HEADER, request_id
 
@@ -49,7 +49,7 @@ class ObserveMiddleware:
         except Exception:
             log.exception("unhandled error")
             if status == 0:  # nothing sent yet: the client still gets an answer
-                await _send_json_500(send_observed)
+                await send_json_error(send_observed, 500, "internal server error")
         finally:
             self.metrics.in_progress.dec()
             duration = time.perf_counter() - start
@@ -62,10 +62,3 @@ class ObserveMiddleware:
                 duration_ms=round(duration * 1000, 2),
             )
             self.metrics.observe(method, route_template(scope), status, duration)
-
-
-async def _send_json_500(send: Send) -> None:
-    body = orjson.dumps({"detail": "internal server error"})
-    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-    await send({"type": "http.response.start", "status": 500, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
