@@ -474,11 +474,16 @@ def test_web_probes_check_the_right_endpoints(
     assert {"PORT": str(web["ports"][0]["containerPort"])}.items() <= {
         env["name"]: env["value"] for env in web["env"]
     }.items()
-    # No HTTP port on worker and clock: no probes (see the comments in their manifests).
-    for process in ("worker", "clock"):
-        deployment = objects[("Deployment", f"{SLUG}-{process}")]
-        (container,) = deployment["spec"]["template"]["spec"]["containers"]
-        assert "ports" not in container, process
+    # The worker's liveness is a TCP check of its metrics port, never a broker round trip; the
+    # clock has no port and no probe (see the comments in their manifests).
+    spec = objects[("Deployment", f"{SLUG}-worker")]["spec"]["template"]
+    (worker,) = spec["spec"]["containers"]
+    assert worker["ports"] == [{"name": "metrics", "containerPort": 9101}]
+    assert worker["livenessProbe"]["tcpSocket"]["port"] == "metrics"
+    assert spec["metadata"]["annotations"]["prometheus.io/port"] == "9101"
+    (clock,) = objects[("Deployment", f"{SLUG}-clock")]["spec"]["template"]["spec"]["containers"]
+    assert "ports" not in clock
+    assert "livenessProbe" not in clock
 
 
 def pre_stop_seconds(container: dict[str, Any]) -> float:
