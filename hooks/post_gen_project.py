@@ -36,6 +36,8 @@ def main() -> None:
         f"DATABASE_URL=postgresql://postgres@127.0.0.1:5432/{PACKAGE}\n"
         "REDIS_URL=redis://127.0.0.1:6379/0\n"
         f"SECRET_KEY={secrets.token_urlsafe(48)}\n"
+        "SESSION_COOKIE_SECURE=false\n"  # plain http://localhost
+        "PORT=8000\n"  # honcho's base port; web, the first process `make run` starts, gets it
     )
     print(
         f"\nCreated {SLUG}/ with a local .env (fresh SECRET_KEY). Next:\n"

@@ -1,22 +1,27 @@
 """Render the default project, install it from its locks as its README says, and run its own
 lint and test suite against real PostgreSQL and Redis (TEST_DATABASE_URL / TEST_REDIS_URL)."""
 
+import json
 import os
+import secrets
+import signal
+import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from .conftest import BIN, render
 
 
-def run(args: list[str], cwd: Path, timeout: float) -> None:
-    env = {
-        **os.environ,
-        "PATH": f"{cwd / '.venv' / 'bin'}{os.pathsep}{BIN}{os.pathsep}{os.environ['PATH']}",
-    }
-    env.pop("VIRTUAL_ENV", None)
+def run(args: list[str], cwd: Path, timeout: float, venv_on_path: bool = True) -> None:
+    """Run a command in the project; with `venv_on_path=False`, as a new shell would."""
+    env = without_venv()
+    if venv_on_path:
+        env["PATH"] = f"{cwd / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
     result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
     assert result.returncode == 0, (
         f"{' '.join(args)}\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
@@ -43,3 +48,64 @@ def test_generated_project_passes_its_own_suite(installed: Path) -> None:
     began = time.monotonic()
     run(["pytest", "-q", "-p", "no:cacheprovider"], installed, 900)
     print(f"generated suite: {time.monotonic() - began:.0f} s")
+
+
+def test_readme_quick_start_runs_the_service(installed: Path) -> None:
+    """`make release` then `make run`, as the generated README says, against a fresh database."""
+    admin = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+    redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+    database = f"quickstart_{secrets.token_hex(4)}"
+    port = free_port()
+    env_file = installed / ".env"
+    original = env_file.read_text()
+    lines = dict(line.split("=", 1) for line in original.splitlines())
+    lines.update(
+        DATABASE_URL=urlunsplit(urlsplit(admin)._replace(path=f"/{database}")),
+        REDIS_URL=f"{redis_url.rstrip('/')}/0",
+        PORT=str(port),
+        WORKER_METRICS_PORT=str(free_port()),
+        TASK_QUEUE=database,
+    )
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
+    run(["psql", admin, "-c", f'CREATE DATABASE "{database}"'], installed, 30)
+    honcho = None
+    try:
+        run(["make", "release"], installed, 120)
+        honcho = subprocess.Popen(
+            ["make", "run"],
+            cwd=installed,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    assert json.load(r)["status"] == "ready"
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "web did not become ready"
+                time.sleep(0.3)
+    finally:
+        if honcho is not None:
+            os.killpg(honcho.pid, signal.SIGTERM)
+            honcho.wait(30)
+        env_file.write_text(original)
+        run(
+            ["psql", admin, "-c", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'],
+            installed,
+            30,
+        )
+
+
+def without_venv() -> dict[str, str]:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.pop("VIRTUAL_ENV", None)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
