@@ -9,8 +9,11 @@ bucket of the innermost frame that matches one of BUCKETS below, so the table re
 the process's busy time", adding up to 100 %. The raw stacks and a flame graph per endpoint are
 kept next to the report for a closer look.
 
-py-spy runs with --nonblocking at 100 Hz: stopping the process for each sample (its default)
-slows a busy asyncio server by half or more and would distort what it measures.
+py-spy samples at 100 Hz with --native, so that time in C shows too: above all the cyclic
+garbage collector, which otherwise hides inside whichever Python line allocated last. Sampling
+pauses the process for a moment each time; at 100 Hz with --native that costs this server a
+third of its throughput or more, but where its CPU goes stays the same. (--nonblocking avoids
+the pause but reads stacks while they change, and puts time on lines that did not spend it.)
 """
 
 import argparse
@@ -27,20 +30,22 @@ import run  # bench/run.py: rendering, processes, wrk
 # (bucket, pattern on "function (file:line)") in priority order: a sample goes to the innermost
 # frame that matches any pattern, and that frame's first matching bucket in this list.
 BUCKETS: list[tuple[str, str]] = [
+    # Native frames (py-spy --native): the collector runs inside whichever allocation set it
+    # off, so without this bucket its time would be smeared over random Python lines.
+    ("cyclic garbage collector (gc)", r"gc_collect|collect_with_callback"),
     (
         "access log line: structlog + logging + JSON render + write",
         r"structlog/|/logging/__init__|acme_notes/logging",
     ),
-    (
-        "sync dependencies: threadpool hop",
-        r"anyio/|starlette/concurrency|threading\.py|queue\.py",
-    ),
+    ("metrics: prometheus_client", r"prometheus_client/|acme_notes/metrics"),
+    ("rate limiting", r"limits/|acme_notes/ratelimit"),
+    ("sync code sent to the thread pool", r"run_in_threadpool|to_thread|run_sync_in_worker"),
     ("psycopg: query send/receive, connect, rollback", r"psycopg/"),
     ("SQLAlchemy: session, ORM, pool, pre-ping", r"sqlalchemy/"),
     ("redis-py client", r"redis/"),
     (
-        "request id, deadline, access-log middlewares (own code)",
-        r"acme_notes/(request_id|deadline|access_log)|uuid\.py|asyncio/timeouts",
+        "own middlewares: request id, deadline, observe",
+        r"acme_notes/(request_id|deadline|access_log|observe)|uuid\.py|asyncio/timeouts",
     ),
     ("sessions: cookie check, HMAC, JSON", r"acme_notes/sessions|hmac\.py|base64\.py"),
     (
@@ -54,9 +59,11 @@ BUCKETS: list[tuple[str, str]] = [
     ("starlette / FastAPI request plumbing", r"starlette/|fastapi/"),
     ("asyncio event loop", r"asyncio/"),
 ]
+# A thread-pool thread waiting for work is idle, though py-spy may still sample it.
+IDLE = re.compile(r"^(\w+\.)?(wait|get) \(.*(threading|queue)\.py")
 _COMPILED = [(name, re.compile(pattern)) for name, pattern in BUCKETS]
 PY_SPY_RATE = 100
-PY_SPY_MODE: list[str] = []  # set by --nonblocking
+PY_SPY_MODE = ["--native"]  # or ["--nonblocking"], with the option of that name
 
 
 def bucket(stack: list[str]) -> str:
@@ -67,13 +74,19 @@ def bucket(stack: list[str]) -> str:
     return "other"
 
 
+def is_idle(stack: list[str]) -> bool:
+    python_frames = [frame for frame in stack if ".py:" in frame]
+    return bool(python_frames) and bool(IDLE.match(python_frames[-1]))
+
+
 def summarise(raw: Path) -> Counter[str]:
     """py-spy's raw output: one "frame;frame;...;frame COUNT" line per distinct stack."""
     totals: Counter[str] = Counter()
     for line in raw.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
-        if stack:
-            totals[bucket(stack.split(";"))] += int(count)
+        frames = stack.split(";")
+        if stack and not is_idle(frames):
+            totals[bucket(frames)] += int(count)
     return totals
 
 
@@ -143,13 +156,15 @@ def flamegraph(
 
 
 def render(rows: list[tuple[str, run.LoadResult, Counter[str]]], seconds: int) -> str:
+    mode = " ".join(PY_SPY_MODE)
     lines = [
         "# Where the generated web process spends its time",
         "",
-        f"`bench/profile.py`: py-spy --nonblocking at {PY_SPY_RATE} Hz for {seconds} s per "
-        "endpoint under `wrk -t1 -c32`; each sample is put in the bucket of its innermost "
-        "matching frame (see BUCKETS in the script). Shares are of the samples where the "
-        "process was busy.",
+        f"`bench/profile.py`: py-spy `{mode}` at {PY_SPY_RATE} Hz for {seconds} s per endpoint "
+        "under `wrk -t1 -c32`. Each sample is put in the bucket of its innermost matching frame "
+        "(BUCKETS in the script); shares are of the samples where the process was busy, and "
+        "µs per request is the share times the CPU per request measured during the profile. "
+        "Sampling slows the server (see req/s), so read the shares, not the rates.",
         "",
     ]
     for label, load, totals in rows:
@@ -174,11 +189,13 @@ def main() -> None:
     parser.add_argument("--output", type=Path, default=run.BENCH_DIR / "PROFILE.md")
     parser.add_argument("--keep", action="store_true", help="keep the rendered project")
     parser.add_argument(
-        "--nonblocking", action="store_true", help="sample without pausing the process"
+        "--nonblocking",
+        action="store_true",
+        help="sample without pausing the process (and without native frames)",
     )
     args = parser.parse_args()
     if args.nonblocking:
-        PY_SPY_MODE.append("--nonblocking")
+        PY_SPY_MODE[:] = ["--nonblocking"]  # py-spy cannot read native stacks without a pause
     opts = run.Options(
         threads=1,
         connections=32,

@@ -1,6 +1,6 @@
 """Benchmark the service this template generates against bare FastAPI doing the same work.
 
-    .venv/bin/python bench/run.py            # about 3 minutes on 2 cores; writes bench/RESULTS.md
+    .venv/bin/python bench/run.py            # about 2.5 minutes on 2 cores; writes bench/RESULTS.md
 
 One run, end to end: render the template into a temporary directory, install it from its locks,
 migrate a fresh database, then measure

@@ -74,7 +74,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.draining = False  # set by the server at SIGTERM, read by /readyz
     registry = CollectorRegistry()
     app.include_router(health.router)
-    app.include_router(api.router)
+    for router in api.ROUTERS:
+        app.include_router(router, prefix=api.PREFIX)
     app.add_api_route("/metrics", metrics_endpoint(registry), include_in_schema=False)
     install_error_handlers(app)
     # Added last runs first: the deadline's 503 is observed (logged, counted) like any answer.

@@ -18,7 +18,9 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_timeout_seconds,
-        "pool_pre_ping": True,
+        # No ping before each checkout: it is a round trip per request. A connection that died
+        # (database restart) fails one request with a 503 and the pool then drops them all.
+        "pool_pre_ping": False,
         "connect_args": {
             "connect_timeout": max(1, round(settings.db_timeout_seconds)),
             # The server aborts statements and lock waits that outlive the budget.

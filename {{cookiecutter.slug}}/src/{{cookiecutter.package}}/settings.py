@@ -78,8 +78,10 @@ class Settings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     # Timeouts on every network call, so a hung dependency costs seconds, not a stuck process.
-    db_pool_size: int = Field(5, ge=1)
-    db_max_overflow: int = Field(5, ge=0)
+    # A fixed pool: overflow connections are opened and closed per burst, which costs more
+    # than waiting for a pooled one. Budget: replicas x processes x pool <= max_connections.
+    db_pool_size: int = Field(10, ge=1)
+    db_max_overflow: int = Field(0, ge=0)
     db_timeout_seconds: Seconds = Field(3, description="connect, pool checkout and statement")
     redis_timeout_seconds: Seconds = 2
     readiness_timeout_seconds: Seconds = Field(2, description="per dependency in /readyz")

@@ -4,7 +4,7 @@ from fastapi import APIRouter
 
 from . import heartbeats, notes, session
 
-router = APIRouter(prefix="/api/v1")
-router.include_router(notes.router)
-router.include_router(session.router)
-router.include_router(heartbeats.router)
+PREFIX = "/api/v1"
+# Included by the app straight under PREFIX: each level of include_router is matched again on
+# every request, so the hot paths stay one level deep.
+ROUTERS: tuple[APIRouter, ...] = (notes.router, session.router, heartbeats.router)

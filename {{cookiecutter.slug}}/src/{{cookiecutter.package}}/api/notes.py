@@ -1,7 +1,7 @@
 """Notes: stored in PostgreSQL, enriched in the background by the worker."""
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import structlog
 from celery import Celery
@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
-from ..deps import CeleryApp, DbSession, RequestId
+from ..deps import CeleryApp, DbEngine, DbSession, RequestId
 from ..models import Note
 from ..ratelimit import rate_limited
 
@@ -41,7 +41,18 @@ class NotePage(BaseModel):
     next_before: int | None = Field(description="pass as `before` for the next page")
 
 
-def _out(note: Note) -> NoteOut:
+class _NoteColumns(Protocol):
+    """A Note, or a row of its columns."""
+
+    id: int
+    title: str
+    body: str
+    created_at: datetime
+    word_count: int | None
+    enriched_at: datetime | None
+
+
+def _out(note: _NoteColumns) -> NoteOut:
     return NoteOut(
         id=note.id,
         title=note.title,
@@ -73,8 +84,11 @@ async def create_note(
 
 
 @router.get("/{note_id}")
-async def get_note(note_id: int, db: DbSession) -> NoteOut:
-    note = await db.get(Note, note_id)
+async def get_note(note_id: int, engine: DbEngine) -> NoteOut:
+    # The hottest read needs no unit of work: one pooled connection and one Core SELECT cost
+    # a quarter less than AsyncSession.get (bench/), and return the same columns.
+    async with engine.connect() as conn:
+        note = (await conn.execute(select(*Note.__table__.c).where(Note.id == note_id))).first()
     if note is None:
         raise HTTPException(404, "note not found")
     return _out(note)
