@@ -9,10 +9,10 @@ generated service must do:
   /notes/{id}     one SELECT ... WHERE id = $1        (twin: GET /api/v1/notes/{id}, ORM get)
   /readyz         SELECT 1 and PING, for start-up timing only
 
-What is deliberately the same as the generated service: uvicorn settings, the pool size (5 + 5
+What is deliberately the same as the generated service: uvicorn settings, the pool size (10, no
 overflow) and psycopg's prepare_threshold=None, so the ratio measures the template's per-request
-code (middleware, logging, dependency injection, ORM, pool pre-ping), not driver tuning.
-What is deliberately absent: middleware, logging, pre-ping, the ORM and response models.
+code (middleware, logging, dependency injection, response models), not driver tuning.
+What is deliberately absent: middleware, logging, the ORM and response models.
 
 Usage: python baseline.py   (reads PORT, DATABASE_URL, REDIS_URL and BENCH_SESSION_KEY)
 """
@@ -43,8 +43,8 @@ NOTE_BY_ID = text(
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.engine = create_async_engine(
         DATABASE_URL,
-        pool_size=5,
-        max_overflow=5,
+        pool_size=10,
+        max_overflow=0,
         connect_args={"prepare_threshold": None},
     )
     app.state.redis = Redis.from_url(REDIS_URL)

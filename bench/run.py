@@ -622,7 +622,7 @@ def header(opts: Options, res: Results) -> list[str]:
         "warm-up; the best run of each side is shown. Both sides are one uvicorn process "
         "(uvloop, httptools, access log off, log_config=None); the generated one writes its "
         "JSON access log to a file.",
-        "- Bare side: `bench/baseline.py`, same venv, same pool size (5 + 5) and psycopg "
+        "- Bare side: `bench/baseline.py`, same venv, same pool (10, no overflow) and psycopg "
         "settings, reading the same Redis key and the same notes row.",
         "",
     ]
