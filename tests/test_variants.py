@@ -5,12 +5,11 @@ every variant."""
 
 import filecmp
 import itertools
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from .conftest import BIN, render
+from .conftest import check_tool, render
 
 VARIANTS = list(itertools.product(["yes", "no"], ["github", "gitlab", "none"]))
 SHARED = ["src", "tests", "pyproject.toml", "requirements.lock", "requirements-dev.lock",
@@ -39,11 +38,4 @@ def test_variant_shares_the_default_code_and_is_lint_clean(
     for name in SHARED:
         assert same_tree(default / name, project / name), f"{name} differs in {kubernetes}/{ci}"
     for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
-        result = subprocess.run(
-            [str(BIN / command[0]), *command[1:]],
-            cwd=project,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert result.returncode == 0, result.stdout + result.stderr
+        check_tool(command, project)
