@@ -1,6 +1,7 @@
 """Factor III: config from the environment only; bad config stops a process, clearly and safely."""
 
 import json
+import re
 import subprocess
 import time
 
@@ -114,3 +115,12 @@ def test_each_required_variable_is_required(missing: str, base_env: dict[str, st
     event = json.loads(output)["event"]
     assert missing in event
     assert [name for name in GOOD if name in event] == [missing]
+
+
+def test_every_variable_is_documented() -> None:
+    env_example = (ROOT / ".env.example").read_text()
+    readme = (ROOT / "README.md").read_text()
+    for field in Settings.model_fields:
+        variable = field.upper()
+        assert re.search(rf"^#? ?{variable}=", env_example, re.M), f"{variable}: .env.example"
+        assert f"`{variable}`" in readme, f"{variable}: README.md"
