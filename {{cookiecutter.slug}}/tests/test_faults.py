@@ -90,7 +90,7 @@ def test_web_started_during_an_outage_becomes_ready_when_it_ends(
     tcp = proxy(migrated[variable])
     tcp.refuse()
     web: Web = start("web", **FAST_FAIL, **{variable: tcp.url(migrated[variable])})
-    web.wait_for_log("Application startup complete")
+    web.wait_for_log("Uvicorn running on")  # listening, not ready
     assert web.client.get("/livez").status_code == 200
     assert web.client.get("/readyz").status_code == 503
     tcp.heal()

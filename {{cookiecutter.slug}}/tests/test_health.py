@@ -27,7 +27,7 @@ def test_unreachable_dependency_is_503_naming_it_while_alive(
         override = {"REDIS_URL": f"redis://127.0.0.1:{closed}/0"}
     web: Web = start("web", **override)
     # It starts anyway (no crash loop): alive, serving, and saying it is not ready.
-    web.wait_for_log("Application startup complete")
+    web.wait_for_log("Uvicorn running on")  # listening, not ready
     assert web.client.get("/livez").status_code == 200
 
     began = time.monotonic()
