@@ -12,12 +12,15 @@ PROCESS_TYPES = ("web", "worker", "clock", "release")
 def main() -> None:
     if len(sys.argv) != 2 or sys.argv[1] not in PROCESS_TYPES:
         sys.exit(f"usage: python -m {__package__} <{'|'.join(PROCESS_TYPES)}>")
-    with tempfile.TemporaryDirectory(prefix="metrics-") as metrics_dir:
-        if sys.argv[1] == "worker":
-            # The prefork children's metrics reach the main process's /metrics through files
-            # here; set before anything imports prometheus_client (see metrics.py).
+    process = f"{__package__}.{sys.argv[1]}"
+    if sys.argv[1] == "worker":
+        # The prefork children's metrics reach the main process's /metrics through files here;
+        # set before anything imports prometheus_client (see metrics.py).
+        with tempfile.TemporaryDirectory(prefix="metrics-") as metrics_dir:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        import_module(f"{__package__}.{sys.argv[1]}").main()
+            import_module(process).main()
+    else:
+        import_module(process).main()
     # A clean finish, with everything closed: skip the interpreter's teardown of every imported
     # module (about 0.3 s here), which would only delay the exit that a deploy is waiting for.
     logging.shutdown()
