@@ -34,3 +34,14 @@ def test_web_logs_json_lines_and_drains_to_exit_0(start: Callable[..., Any]) -> 
     for line in access:
         assert line["duration_ms"] >= 0
         assert len(line["request_id"]) == 32
+
+
+def test_log_level_is_the_minimum_for_every_line(start: Callable[..., Any]) -> None:
+    web: Web = start("web", LOG_LEVEL="WARNING")
+    web.wait_ready()
+    web.client.get("/livez")
+    web.client.get("/api/v1/session")  # 401: still a request, still below WARNING
+    assert web.stop(signal.SIGTERM) == 0
+
+    # uvicorn's start-up lines and the access lines are INFO: none of them may appear.
+    assert [r for r in web.records() if r["level"] in {"debug", "info"}] == []

@@ -5,6 +5,7 @@ a bounded time, when it stops. Routes receive them through the aliases in deps.p
 """
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -18,6 +19,7 @@ from . import api, health
 from .db import create_async_db_engine, session_factory
 from .deadline import DeadlineMiddleware
 from .errors import install_error_handlers
+from .logging import AccessLog
 from .metrics import HttpMetrics, metrics_endpoint
 from .observe import ObserveMiddleware
 from .ratelimit import create_rate_limiter
@@ -73,6 +75,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.draining = False  # set by the server at SIGTERM, read by /readyz
     registry = CollectorRegistry()
+    app.router.routes.insert(0, health.livez_route())  # the most requested path, matched first
     app.include_router(health.router)
     for router in api.ROUTERS:
         app.include_router(router, prefix=api.PREFIX)
@@ -80,5 +83,9 @@ def create_app(settings: Settings) -> FastAPI:
     install_error_handlers(app)
     # Added last runs first: the deadline's 503 is observed (logged, counted) like any answer.
     app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout_seconds)
-    app.add_middleware(ObserveMiddleware, metrics=HttpMetrics(registry))
+    app.add_middleware(
+        ObserveMiddleware,
+        metrics=HttpMetrics(registry),
+        access_log=AccessLog(settings.log_level, sys.stdout.buffer),
+    )
     return app
