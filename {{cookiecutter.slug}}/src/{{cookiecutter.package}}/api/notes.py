@@ -7,7 +7,7 @@ import structlog
 from celery import Celery
 from fastapi import APIRouter, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 
 from ..deps import CeleryApp, DbEngine, DbSession, RequestId
@@ -83,12 +83,16 @@ async def create_note(
     return _out(row)
 
 
+# The hottest read needs no unit of work: one pooled connection and one Core SELECT cost a
+# quarter less than AsyncSession.get (bench/). Built once, the statement's compiled form is also
+# found in SQLAlchemy's cache without rebuilding and re-hashing it on every request.
+NOTE_BY_ID = select(*Note.__table__.c).where(Note.id == bindparam("note_id"))
+
+
 @router.get("/{note_id}")
 async def get_note(note_id: int, engine: DbEngine) -> NoteOut:
-    # The hottest read needs no unit of work: one pooled connection and one Core SELECT cost
-    # a quarter less than AsyncSession.get (bench/), and return the same columns.
     async with engine.connect() as conn:
-        note = (await conn.execute(select(*Note.__table__.c).where(Note.id == note_id))).first()
+        note = (await conn.execute(NOTE_BY_ID, {"note_id": note_id})).first()
     if note is None:
         raise HTTPException(404, "note not found")
     return _out(note)
