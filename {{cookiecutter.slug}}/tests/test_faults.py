@@ -79,6 +79,29 @@ def test_outage_is_a_fast_503_and_recovers_by_itself(
     assert web.popen.poll() is None  # never crashed
 
 
+def test_a_request_stuck_on_a_silent_connection_ends_at_its_deadline(
+    start: Callable[..., Any],
+    proxy: Callable[[str], TcpProxy],
+    migrated: dict[str, str],
+) -> None:
+    web, tcp = web_behind("postgres", start, proxy, migrated)
+    web.wait_ready()
+    # One query whose connection is back in the pool before the answer (`engine.connect()`).
+    assert web.client.get("/api/v1/notes/0").status_code == 404
+    tcp.stall()  # that connection stays open, and its queries are never answered
+
+    began = time.monotonic()
+    response = web.client.get("/api/v1/notes/0", timeout=10)
+    elapsed = time.monotonic() - began
+    # No client timeout covers a query sent on a connection whose peer goes silent: only the
+    # request deadline (REQUEST_TIMEOUT_SECONDS=2) ends it.
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json() == {"detail": "request timed out, try again later"}
+    assert 1.9 < elapsed < 4
+    assert web.client.get("/livez").status_code == 200  # the process serves on
+
+
 @pytest.mark.parametrize("dependency", ["postgres", "redis"])
 def test_web_started_during_an_outage_becomes_ready_when_it_ends(
     dependency: str,
