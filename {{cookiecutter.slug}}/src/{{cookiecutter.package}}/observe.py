@@ -36,6 +36,20 @@ class ObserveMiddleware:
         structlog.contextvars.bind_contextvars(request_id=rid)
         scope.setdefault("state", {})["request_id"] = rid
         status = 0
+        recorded = False
+
+        def record() -> None:
+            # Once, when the last byte is handed to the server, or when the request ends without
+            # it: a request whose work is stuck after its answer (deadline.py) is still logged.
+            nonlocal recorded
+            if recorded:
+                return
+            recorded = True
+            self.metrics.in_progress.dec()
+            duration = time.perf_counter() - start
+            method = scope["method"]
+            self.access_log.write(rid, method, scope["path"], status, duration)
+            self.metrics.observe(method, route_template(scope), status, duration)
 
         async def send_observed(message: Message) -> None:
             nonlocal status
@@ -43,6 +57,8 @@ class ObserveMiddleware:
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), (HEADER, rid.encode())]
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                record()
 
         self.metrics.in_progress.inc()
         try:
@@ -52,8 +68,4 @@ class ObserveMiddleware:
             if status == 0:  # nothing sent yet: the client still gets an answer
                 await send_json_error(send_observed, 500, "internal server error")
         finally:
-            self.metrics.in_progress.dec()
-            duration = time.perf_counter() - start
-            method = scope["method"]
-            self.access_log.write(rid, method, scope["path"], status, duration)
-            self.metrics.observe(method, route_template(scope), status, duration)
+            record()
