@@ -5,6 +5,7 @@ uvicorn, redis and SQLAlchemy + psycopg versions. Each endpoint does the minimum
 generated service must do:
 
   /livez          return a constant                   (twin: GET /livez)
+  /plain          the same as a plain Starlette route (twin: GET /livez, which is one too)
   /session        one redis.asyncio GET of a key      (twin: GET /api/v1/session, one GETEX)
   /notes/{id}     one SELECT ... WHERE id = $1        (twin: GET /api/v1/notes/{id}, ORM get)
   /readyz         SELECT 1 and PING, for start-up timing only
@@ -24,7 +25,7 @@ from typing import Any
 
 import orjson
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, Response
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -59,6 +60,13 @@ app = FastAPI(lifespan=lifespan)
 @app.get("/livez")
 async def livez() -> dict[str, str]:
     return {"status": "ok"}
+
+
+async def plain(request: Request) -> Response:
+    return Response(b'{"status":"ok"}', media_type="application/json")
+
+
+app.add_route("/plain", plain, methods=["GET"], include_in_schema=False)
 
 
 @app.get("/readyz")

@@ -48,7 +48,7 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432"
 REDIS_BASE_URL = "redis://127.0.0.1:6379"
 
 # Targets: generated/bare throughput ratios, and absolute process limits.
-TARGET_RATIO = {"livez": 0.9, "session": 0.7, "note": 0.7}
+TARGET_RATIO = {"livez": 0.9, "session": 0.7, "note": 0.7}  # pairs not named here: no target
 TARGET_START_S = 1.0
 TARGET_EXIT_S = 0.5
 TARGET_RSS_MB = 90.0
@@ -427,8 +427,16 @@ class PairResult:
         return sum(r.bad for r in [*self.generated_runs, *self.bare_runs])
 
     @property
-    def passed(self) -> bool:
-        return self.bad == 0 and self.ratio >= TARGET_RATIO[self.pair.key]
+    def target(self) -> str:
+        return f"≥ {TARGET_RATIO[self.pair.key]}x" if self.pair.key in TARGET_RATIO else "(none)"
+
+    @property
+    def result(self) -> str:
+        if self.bad:
+            return f"**INVALID** ({self.bad} errors or non-2xx)"
+        if self.pair.key not in TARGET_RATIO:
+            return "—"
+        return verdict(self.ratio >= TARGET_RATIO[self.pair.key])
 
 
 def run_pair(opts: Options, pair: Pair, gen: Server, bare: Server) -> PairResult:
@@ -639,12 +647,11 @@ def load_table(res: Results) -> list[str]:
     ]
     for r in res.pairs:
         g, b = r.generated, r.bare
-        invalid = f" ({r.bad} errors or non-2xx)" if r.bad else ""
         lines.append(
             f"| {r.pair.label} | {g.rps:,.0f} | {b.rps:,.0f} | {r.ratio:.2f}x | "
             f"{g.p50_ms:.1f} / {g.p99_ms:.1f} ms | {b.p50_ms:.1f} / {b.p99_ms:.1f} ms | "
             f"{r.generated_cpu_us:.0f} / {r.bare_cpu_us:.0f} µs | "
-            f"≥ {TARGET_RATIO[r.pair.key]}x | {verdict(r.passed)}{invalid} |"
+            f"{r.target} | {r.result} |"
         )
     lines.append("")
     lines += [
@@ -768,6 +775,11 @@ def load_phase(opts: Options, project: Project, bare_port: int) -> LoadPhase:
 
         pairs = [
             Pair("livez", "GET /livez vs constant", "/livez", "/livez"),
+            # The generated /livez is a plain Starlette route (health.py); this pair compares it
+            # with a bare route of that same kind, so the ratio is the middleware's cost alone.
+            Pair(
+                "livez_plain", "GET /livez vs constant, plain Starlette route", "/livez", "/plain"
+            ),
             Pair(
                 "session",
                 "GET /api/v1/session vs one Redis GET",
