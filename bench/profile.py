@@ -34,7 +34,7 @@ BUCKETS: list[tuple[str, str]] = [
     # off, so without this bucket its time would be smeared over random Python lines.
     ("cyclic garbage collector (gc)", r"gc_collect|collect_with_callback"),
     (
-        "access log line: structlog + logging + JSON render + write",
+        "log lines (access line included): JSON render + write",
         r"structlog/|/logging/__init__|acme_notes/logging",
     ),
     ("metrics: prometheus_client", r"prometheus_client/|acme_notes/metrics"),

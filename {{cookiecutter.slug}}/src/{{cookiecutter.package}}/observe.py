@@ -1,7 +1,8 @@
 """What every request leaves behind: its id, one access log line, and its metrics.
 
 One pure-ASGI middleware does all three because they need the same things (the status, the
-duration, the id) and every layer wrapped around every request costs time (bench/PROFILE.md).
+duration, the id) and every layer wrapped around every request costs time (measured by the
+template's bench/).
 A request that raises is answered here with a JSON 500, so it is logged, counted and carries
 its id too. uvicorn's own access log is off (see web.py).
 """

@@ -66,7 +66,7 @@ def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> Non
     server = build_server(settings)
     # Everything imported and built so far lives as long as the process: out of the cyclic
     # GC's reach, full collections under load stop rescanning it (p99 of a session read: 98 ms
-    # to 17 ms in bench/).
+    # to 17 ms in the template's bench/).
     gc.freeze()
     server.run(sockets=sockets)
 
