@@ -9,6 +9,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -50,10 +51,39 @@ def test_generated_project_passes_its_own_suite(installed: Path) -> None:
     print(f"generated suite: {time.monotonic() - began:.0f} s")
 
 
-def test_readme_quick_start_runs_the_service(installed: Path) -> None:
-    """`make release` then `make run`, as the generated README says, against a fresh database."""
+REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+# Claims a free Redis logical database the way the generated tests do (a `test-claim:N` key in
+# DB 0), with the generated project's own redis-py: the template's venv has no Redis client.
+CLAIM_REDIS_DB = """
+import sys, redis
+admin = redis.Redis.from_url(sys.argv[1], db=0)
+if sys.argv[2] == "claim":
+    for db in range(1, 16):
+        if admin.set(f"test-claim:{db}", "1", nx=True, ex=3600):
+            redis.Redis.from_url(sys.argv[1], db=db).flushdb()
+            print(db)
+            sys.exit()
+    sys.exit("all Redis logical databases 1-15 are claimed")
+redis.Redis.from_url(sys.argv[1], db=int(sys.argv[2])).flushdb()
+admin.delete(f"test-claim:{sys.argv[2]}")
+"""
+
+
+@pytest.fixture
+def redis_db(installed: Path) -> Iterator[int]:
+    python = str(installed / ".venv" / "bin" / "python")
+    claim = [python, "-c", CLAIM_REDIS_DB, REDIS_SERVER_URL]
+    db = int(subprocess.run([*claim, "claim"], check=True, capture_output=True, text=True).stdout)
+    try:
+        yield db
+    finally:
+        subprocess.run([*claim, str(db)], check=True, capture_output=True)
+
+
+def test_readme_quick_start_runs_the_service(installed: Path, redis_db: int) -> None:
+    """`make release` then `make run`, as the generated README says, against a fresh database
+    and a Redis database of its own."""
     admin = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
     database = f"quickstart_{secrets.token_hex(4)}"
     port = free_port()
     env_file = installed / ".env"
@@ -61,7 +91,7 @@ def test_readme_quick_start_runs_the_service(installed: Path) -> None:
     lines = dict(line.split("=", 1) for line in original.splitlines())
     lines.update(
         DATABASE_URL=urlunsplit(urlsplit(admin)._replace(path=f"/{database}")),
-        REDIS_URL=f"{redis_url.rstrip('/')}/0",
+        REDIS_URL=f"{REDIS_SERVER_URL.rstrip('/')}/{redis_db}",
         PORT=str(port),
         WORKER_METRICS_PORT=str(free_port()),
         TASK_QUEUE=database,

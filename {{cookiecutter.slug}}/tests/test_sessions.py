@@ -93,6 +93,10 @@ def test_login_issues_a_new_id_and_drops_the_old_one(web: Web) -> None:
     assert whoami(web, new).status_code == 200
 
 
+def last_changed(text: str) -> str:
+    return text[:-1] + ("B" if text.endswith("A") else "A")
+
+
 def test_tampered_forged_or_unknown_cookies_are_no_session(web: Web, secret_key: str) -> None:
     real = log_in(web, "hal")
     session_id, signature = real.split(".")
@@ -101,8 +105,8 @@ def test_tampered_forged_or_unknown_cookies_are_no_session(web: Web, secret_key:
     mac = hmac.digest(secret_key.encode(), chosen.encode(), hashlib.sha256)
     forged_known_key = f"{chosen}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
     for cookie in (
-        f"{session_id}.{signature[:-2]}xx",  # tampered signature
-        f"{session_id[:-1]}A.{signature}",  # tampered id
+        f"{session_id}.{last_changed(signature)}",  # tampered signature
+        f"{last_changed(session_id)}.{signature}",  # tampered id
         session_id,  # unsigned
         "",
         "....",
