@@ -80,8 +80,15 @@ class Process:
         )
         self.stdout: list[str] = []
         self.stderr: list[str] = []
-        for stream, lines in ((self.popen.stdout, self.stdout), (self.popen.stderr, self.stderr)):
-            threading.Thread(target=self._collect, args=(stream, lines), daemon=True).start()
+        self.readers = [
+            threading.Thread(target=self._collect, args=(stream, lines), daemon=True)
+            for stream, lines in (
+                (self.popen.stdout, self.stdout),
+                (self.popen.stderr, self.stderr),
+            )
+        ]
+        for reader in self.readers:
+            reader.start()
 
     @staticmethod
     def _collect(stream: Any, lines: list[str]) -> None:
@@ -113,7 +120,10 @@ class Process:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
         self.popen.send_signal(sig)
-        return self.popen.wait(timeout)
+        code = self.popen.wait(timeout)
+        for reader in self.readers:  # every line it wrote is read before anyone looks
+            reader.join(5)
+        return code
 
     def kill_group(self) -> None:
         with contextlib.suppress(ProcessLookupError):
