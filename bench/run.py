@@ -38,6 +38,7 @@ from pathlib import Path
 BENCH_DIR = Path(__file__).resolve().parent
 TEMPLATE_DIR = BENCH_DIR.parent
 COOKIECUTTER = TEMPLATE_DIR / ".venv" / "bin" / "cookiecutter"
+REDIS_DB_SCRIPT = str(TEMPLATE_DIR / "scripts" / "redis_db.py")
 WRK_SCRIPT = BENCH_DIR / "report.lua"
 BASELINE = BENCH_DIR / "baseline.py"
 
@@ -169,46 +170,19 @@ def service_env(database: str, port: int, redis_db: int) -> dict[str, str]:
     return env
 
 
-def venv_python(python: Path, code: str, *args: str) -> str:
-    """Run a snippet with the project's interpreter, which has redis-py; return its output."""
-    done = subprocess.run(
-        [str(python), "-c", code, *args], check=True, capture_output=True, text=True
-    )
+def venv_python(python: Path, *args: str) -> str:
+    """Run the project's interpreter (it has redis-py; ours has not); return its output."""
+    done = subprocess.run([str(python), *args], check=True, capture_output=True, text=True)
     return done.stdout.strip()
 
 
-# The generated project's tests claim a Redis logical DB with a `test-claim:N` key in DB 0
-# before they flush it; claiming the same way keeps a test run and a benchmark off each other's.
-CLAIM_REDIS_DB = """
-import sys, redis
-admin = redis.Redis.from_url(sys.argv[1], db=0)
-for db in map(int, sys.argv[2:]):
-    if admin.set(f"test-claim:{db}", "bench", nx=True, ex=3600):
-        print(db)
-        break
-"""
-RELEASE_REDIS_DB = """
-import sys, redis
-redis.Redis.from_url(sys.argv[1], db=0).delete(f"test-claim:{sys.argv[2]}")
-"""
-
-
 def claim_redis_db(python: Path, preferred: int) -> int:
-    order = [preferred, *(db for db in range(15, 0, -1) if db != preferred)]
-    claimed = venv_python(python, CLAIM_REDIS_DB, REDIS_BASE_URL, *map(str, order))
-    if not claimed:
-        raise RuntimeError("every Redis logical DB 1-15 is claimed by another run")
-    return int(claimed)
+    """A Redis logical DB of our own, emptied (scripts/redis_db.py, as the template tests do)."""
+    return int(venv_python(python, REDIS_DB_SCRIPT, "claim", REDIS_BASE_URL, str(preferred)))
 
 
 def release_redis_db(python: Path, db: int) -> None:
-    venv_python(python, RELEASE_REDIS_DB, REDIS_BASE_URL, str(db))
-
-
-def flush_redis(project: Project) -> None:
-    """Empty our logical DB: no stale Celery messages or sessions from an earlier run."""
-    code = "import sys, redis; redis.Redis.from_url(sys.argv[1]).flushdb()"
-    venv_python(project.python, code, project.env["REDIS_URL"])
+    venv_python(python, REDIS_DB_SCRIPT, "release", REDIS_BASE_URL, str(db))
 
 
 def psql(database: str, sql: str) -> str:
@@ -229,7 +203,7 @@ def package_versions(project: Project) -> dict[str, str]:
         "v['python'] = platform.python_version();"
         "print(json.dumps(v))"
     )
-    versions: dict[str, str] = json.loads(venv_python(project.python, code, *names))
+    versions: dict[str, str] = json.loads(venv_python(project.python, "-c", code, *names))
     return versions
 
 
@@ -710,7 +684,7 @@ def fmt(values: list[float], digits: int = 2) -> str:
 
 
 def prepare(opts: Options, cleanup: ExitStack) -> Project:
-    """Render, install, create the database, empty the Redis DB, migrate; undo all at the end."""
+    """Render, install, create the database, claim a Redis DB, migrate; undo all at the end."""
     workdir = Path(tempfile.mkdtemp(prefix="twelve-bench-"))
     if opts.keep:
         log(f"keeping {workdir}")
@@ -733,8 +707,6 @@ def prepare(opts: Options, cleanup: ExitStack) -> Project:
     project.logs.mkdir()
     subprocess.run(["createdb", *PG_ARGS, database], check=True)
     cleanup.callback(subprocess.run, ["dropdb", *PG_ARGS, "--if-exists", database], check=False)
-    flush_redis(project)
-    cleanup.callback(flush_redis, project)
     log("release: migrations")
     subprocess.run(
         [str(project.python), "-m", PACKAGE, "release"],

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
-from .conftest import BIN, render
+from .conftest import BIN, TEMPLATE, render
 
 
 def run(args: list[str], cwd: Path, timeout: float, venv_on_path: bool = True) -> None:
@@ -52,32 +52,18 @@ def test_generated_project_passes_its_own_suite(installed: Path) -> None:
 
 
 REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
-# Claims a free Redis logical database the way the generated tests do (a `test-claim:N` key in
-# DB 0), with the generated project's own redis-py: the template's venv has no Redis client.
-CLAIM_REDIS_DB = """
-import sys, redis
-admin = redis.Redis.from_url(sys.argv[1], db=0)
-if sys.argv[2] == "claim":
-    for db in range(1, 16):
-        if admin.set(f"test-claim:{db}", "1", nx=True, ex=3600):
-            redis.Redis.from_url(sys.argv[1], db=db).flushdb()
-            print(db)
-            sys.exit()
-    sys.exit("all Redis logical databases 1-15 are claimed")
-redis.Redis.from_url(sys.argv[1], db=int(sys.argv[2])).flushdb()
-admin.delete(f"test-claim:{sys.argv[2]}")
-"""
 
 
 @pytest.fixture
 def redis_db(installed: Path) -> Iterator[int]:
-    python = str(installed / ".venv" / "bin" / "python")
-    claim = [python, "-c", CLAIM_REDIS_DB, REDIS_SERVER_URL]
-    db = int(subprocess.run([*claim, "claim"], check=True, capture_output=True, text=True).stdout)
+    """A Redis logical DB of its own (scripts/redis_db.py), run by the project's interpreter."""
+    claim = [str(installed / ".venv" / "bin" / "python"), str(TEMPLATE / "scripts" / "redis_db.py")]
+    done = subprocess.run([*claim, "claim", REDIS_SERVER_URL], check=True, capture_output=True)
+    db = int(done.stdout)
     try:
         yield db
     finally:
-        subprocess.run([*claim, str(db)], check=True, capture_output=True)
+        subprocess.run([*claim, "release", REDIS_SERVER_URL, str(db)], check=True)
 
 
 def test_readme_quick_start_runs_the_service(installed: Path, redis_db: int) -> None:

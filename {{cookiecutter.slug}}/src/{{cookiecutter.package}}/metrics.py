@@ -64,22 +64,20 @@ class HttpMetrics:
             multiprocess_mode="livesum",
             registry=registry,
         )
-
         # `labels()` checks and looks up its arguments on every call; a request's metrics are
         # found in one dict lookup instead (a third of their cost per request).
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            count, latency = (
+        if key not in self._children:
+            self._children[key] = (
                 self.requests.labels(method, route, status),
                 self.latency.labels(method, route),
             )
-            children = self._children[key] = (count, latency)
-        children[0].inc()
-        children[1].observe(seconds)
+        count, latency = self._children[key]
+        count.inc()
+        latency.observe(seconds)
 
 
 def route_template(scope: Scope) -> str:

@@ -50,7 +50,11 @@ class WorkerApp(Celery):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.settings = settings
         self.registry = CollectorRegistry()
-        self.metrics = TaskMetrics(self.registry)
+
+    @cached_property
+    def metrics(self) -> TaskMetrics:
+        # Made on first use, by the processes that run tasks: web and clock only send them.
+        return TaskMetrics(self.registry)
 
     @cached_property
     def engine(self) -> Engine:
