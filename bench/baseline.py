@@ -95,7 +95,7 @@ async def note(note_id: int, request: Request) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    # The same uvicorn settings as the generated web process (its web.py).
+    # The same uvicorn settings as the generated web process (its web/server.py).
     uvicorn.run(
         app,
         host="127.0.0.1",

@@ -8,7 +8,7 @@ import time
 import pytest
 from pydantic import ValidationError
 
-from {{ cookiecutter.package }}.settings import Settings
+from {{ cookiecutter.package }}.core.settings import Settings
 
 from .conftest import PROCFILE, ROOT
 

@@ -12,7 +12,7 @@ from .conftest import TcpProxy, Web, wait_until
 
 
 def test_importing_every_module_reads_no_config_and_connects_nowhere() -> None:
-    modules = ["app", "web", "worker", "clock", "release", "tasks", "settings", "db", "sessions"]
+    modules = ["web.app", "web.server", "jobs.worker", "jobs.clock", "jobs.tasks", "admin.release"]
     code = "; ".join(f"import {{ cookiecutter.package }}.{m}" for m in modules)
     # An empty environment: any config read or connection made at import time would fail here.
     result = subprocess.run(
@@ -43,3 +43,25 @@ def test_worker_started_while_the_broker_is_down_works_once_it_is_back(
         timeout=30,
     )
     assert worker.popen.poll() is None
+
+
+def imported_by(module: str) -> set[str]:
+    """The package's own modules (and Celery's worker machinery) that importing `module` loads."""
+    code = (
+        f"import sys, {module}; "
+        "print('\\n'.join(m for m in sys.modules if m.startswith(('{{ cookiecutter.package }}', 'celery.apps'))))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    return set(result.stdout.split())
+
+
+def test_layout_keeps_each_process_type_to_its_own_machinery() -> None:
+    web = imported_by("{{ cookiecutter.package }}.web.server")
+    assert not {m for m in web if m.startswith(("{{ cookiecutter.package }}.jobs", "celery.apps"))}
+    core = imported_by("{{ cookiecutter.package }}.core")  # the shared core imports neither side
+    for name in ("settings", "logging", "db", "models", "metrics", "sessions", "broker"):
+        core |= imported_by(f"{{ cookiecutter.package }}.core.{name}")
+    assert not {m for m in core if m.split(".")[1:2] in (["web"], ["jobs"], ["admin"])}

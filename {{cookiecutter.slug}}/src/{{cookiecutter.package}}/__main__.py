@@ -6,16 +6,23 @@ import sys
 import tempfile
 from importlib import import_module
 
-PROCESS_TYPES = ("web", "worker", "clock", "release")
+# Each process type's module: what only web needs lives in web/, what only the worker and the
+# clock need in jobs/, one-off admin processes in admin/, and what they all share in core/.
+PROCESS_TYPES = {
+    "web": "web.server",
+    "worker": "jobs.worker",
+    "clock": "jobs.clock",
+    "release": "admin.release",
+}
 
 
 def main() -> None:
     if len(sys.argv) != 2 or sys.argv[1] not in PROCESS_TYPES:
         sys.exit(f"usage: python -m {__package__} <{'|'.join(PROCESS_TYPES)}>")
-    process = f"{__package__}.{sys.argv[1]}"
+    process = f"{__package__}.{PROCESS_TYPES[sys.argv[1]]}"
     if sys.argv[1] == "worker":
         # The prefork children's metrics reach the main process's /metrics through files here;
-        # set before anything imports prometheus_client (see metrics.py).
+        # set before anything imports prometheus_client (see core/metrics.py).
         with tempfile.TemporaryDirectory(prefix="metrics-") as metrics_dir:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
             import_module(process).main()

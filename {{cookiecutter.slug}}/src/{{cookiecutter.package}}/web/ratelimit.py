@@ -14,8 +14,8 @@ from limits.aio.storage import RedisStorage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from redis.asyncio import Redis
 
+from ..core.settings import Settings
 from .deps import SessionCookie, Sessions
-from .settings import Settings
 
 
 class RateLimiter:

@@ -1,12 +1,7 @@
 """Factor VIII, concurrency: the `worker` process type runs Celery tasks from the broker.
 
-The settings below are what keep a job from being lost or silently dropped:
-- late acknowledgement + reject on worker loss: a task is removed from the queue only after it
-  finished, so a worker killed mid-task (SIGKILL, OOM, node loss) has it run again elsewhere;
-- prefetch of 1: a worker holds one unacknowledged message per pool process, no more;
-- visibility timeout (Redis broker only): how long an unacknowledged message waits before another
-  worker takes it; the hard time limit and retry delays are kept below it (see settings.py);
-- JSON only, so a message can be read by any version of the code and never unpickled.
+What keeps a job from being lost or silently dropped is configured in core/broker.py; this
+module adds what only a worker has: its log lines per task, its metrics and its own engine.
 """
 
 import logging
@@ -23,10 +18,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
-from .db import create_db_engine
-from .logging import configure_logging
-from .metrics import TaskMetrics, scrape_registry
-from .settings import Settings, load_settings
+from ..core.broker import configure_celery
+from ..core.db import create_db_engine
+from ..core.logging import configure_logging
+from ..core.metrics import TaskMetrics, scrape_registry
+from ..core.settings import Settings, load_settings
 
 log = structlog.get_logger(__name__)
 
@@ -62,38 +58,10 @@ class WorkerApp(Celery):  # type: ignore[misc]
         return create_db_engine(self.settings)
 
 
-def create_celery(settings: Settings) -> WorkerApp:
-    timeout = settings.redis_timeout_seconds
+def create_worker_app(settings: Settings) -> WorkerApp:
     app = WorkerApp(settings, main="{{ cookiecutter.package }}", set_as_current=False)
-    app.conf.update(
-        broker_url=settings.celery_broker_url,
-        broker_connection_retry_on_startup=True,
-        broker_connection_timeout=timeout,
-        broker_transport_options={
-            "visibility_timeout": settings.broker_visibility_timeout_seconds,
-            # kombu sweeps for messages past their visibility timeout only every interval x
-            # throttle seconds (100 s by default): sweep every tenth of the timeout instead, so a
-            # lost worker's tasks return within about 1.1 x the visibility timeout.
-            "unacked_restore_interval": max(1, settings.broker_visibility_timeout_seconds // 10),
-            "unacked_restore_throttle": 1,
-            "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
-        },
-        # Publishing from a request gives up quickly; the clock's sweep catches what is missed.
-        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
-        task_default_queue=settings.task_queue,
-        task_serializer="json",
-        accept_content=["json"],
-        task_ignore_result=True,  # results live in PostgreSQL, where the API reads them
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_time_limit=settings.task_time_limit_seconds,
-        worker_concurrency=settings.worker_concurrency,
-        worker_hijack_root_logger=False,
-        worker_cancel_long_running_tasks_on_connection_loss=True,
-        include=["{{ cookiecutter.package }}.tasks"],
-    )
+    configure_celery(app, settings)
+    app.conf.include = ["{{ cookiecutter.package }}.jobs.tasks"]
     return app
 
 
@@ -185,7 +153,7 @@ def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
     connect_logging(settings)
-    app = create_celery(settings)
+    app = create_worker_app(settings)
     connect_metrics(app)
     serve_metrics(app)
     # SIGTERM is Celery's warm shutdown: running tasks finish, then the process exits 0.

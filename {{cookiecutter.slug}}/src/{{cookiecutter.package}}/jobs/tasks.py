@@ -17,7 +17,7 @@ from celery import Task, shared_task
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from .models import DeadLetter, Heartbeat, Note
+from ..core.models import DeadLetter, Heartbeat, Note
 from .worker import WorkerApp
 
 log = structlog.get_logger(__name__)

@@ -15,17 +15,17 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 
+from ..core.broker import create_celery
+from ..core.db import create_async_db_engine, session_factory
+from ..core.logging import AccessLog
+from ..core.metrics import HttpMetrics, metrics_endpoint
+from ..core.sessions import SessionStore
+from ..core.settings import Settings
 from . import api, health
-from .db import create_async_db_engine, session_factory
 from .deadline import DeadlineMiddleware
 from .errors import install_error_handlers
-from .logging import AccessLog
-from .metrics import HttpMetrics, metrics_endpoint
 from .observe import ObserveMiddleware
 from .ratelimit import create_rate_limiter
-from .sessions import SessionStore
-from .settings import Settings
-from .worker import create_celery
 
 log = structlog.get_logger(__name__)
 
@@ -69,8 +69,8 @@ def create_app(settings: Settings) -> FastAPI:
         celery.close()
 
     app = FastAPI(
-        title={{ cookiecutter.project_name | jsonify }},
-        description={{ cookiecutter.description | jsonify }},
+        title="Acme Notes",
+        description="A twelve-factor Python web service.",
         lifespan=lifespan,
     )
     app.state.draining = False  # set by the server at SIGTERM, read by /readyz

@@ -22,9 +22,9 @@ import structlog
 import uvicorn
 from fastapi import FastAPI
 
+from ..core.logging import configure_logging
+from ..core.settings import Settings, load_settings
 from .app import create_app
-from .logging import configure_logging
-from .settings import Settings, load_settings
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +52,7 @@ def build_server(settings: Settings) -> Server:
         loop="uvloop",
         http="httptools",
         lifespan="on",
-        log_config=None,  # keep the JSON logging set up in logging.py
+        log_config=None,  # keep the JSON logging set up in core/logging.py
         access_log=False,  # observe.py writes one line per request instead
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         server_header=False,

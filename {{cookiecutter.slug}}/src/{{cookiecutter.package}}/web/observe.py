@@ -4,7 +4,7 @@ One pure-ASGI middleware does all three because they need the same things (the s
 duration, the id) and every layer wrapped around every request costs time (measured by the
 template's bench/).
 A request that raises is answered here with a JSON 500, so it is logged, counted and carries
-its id too. uvicorn's own access log is off (see web.py).
+its id too. uvicorn's own access log is off (see server.py).
 """
 
 import time
@@ -12,9 +12,9 @@ import time
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..core.logging import AccessLog
+from ..core.metrics import HttpMetrics, route_template
 from .errors import send_json_error
-from .logging import AccessLog
-from .metrics import HttpMetrics, route_template
 from .request_id import HEADER, request_id
 
 log = structlog.get_logger(__name__)

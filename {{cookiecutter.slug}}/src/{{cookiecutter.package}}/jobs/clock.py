@@ -5,18 +5,20 @@ lock schedules, the rest wait. The holder renews the lock every loop; SIGTERM re
 once; a clock that dies without releasing it is replaced once CLOCK_LOCK_TIMEOUT_SECONDS pass.
 """
 
+from celery import Celery
 from celery.apps.beat import Beat
 
-from .logging import configure_logging
-from .settings import Settings, load_settings
-from .worker import WorkerApp, connect_logging, create_celery
+from ..core.broker import create_celery
+from ..core.logging import configure_logging
+from ..core.settings import Settings, load_settings
+from .worker import connect_logging
 
 # redbeat crash-loops when the lock timeout is too close to the loop interval (redbeat issue
 # 230); five loops per lock timeout leaves room for a slow Redis round trip.
 LOOPS_PER_LOCK_TIMEOUT = 5
 
 
-def configure_schedule(app: WorkerApp, settings: Settings) -> None:
+def configure_schedule(app: Celery, settings: Settings) -> None:
     app.conf.update(
         beat_schedule={
             "heartbeat": {"task": "clock.heartbeat", "schedule": settings.heartbeat_seconds},

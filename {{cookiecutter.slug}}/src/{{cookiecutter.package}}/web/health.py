@@ -5,7 +5,7 @@ answers it every few seconds, and a constant needs none of what a FastAPI route 
 (dependencies, validation, serialisation: a third of what a bare FastAPI hello costs, measured
 by the template's bench/), so it is a plain Starlette route, outside the API schema.
 `/readyz` asks PostgreSQL and Redis, each bounded by READINESS_TIMEOUT_SECONDS, and answers 503
-from the moment the process is told to stop (see web.py), so traffic drains before it exits.
+from the moment the process is told to stop (see server.py), so traffic drains before it exits.
 """
 
 import asyncio

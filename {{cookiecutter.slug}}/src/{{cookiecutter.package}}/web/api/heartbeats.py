@@ -7,8 +7,8 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
+from ...core.models import Heartbeat
 from ..deps import DbSession
-from ..models import Heartbeat
 
 router = APIRouter(prefix="/heartbeats", tags=["heartbeats"])
 

@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 
+from ...core.models import Note
 from ..deps import CeleryApp, DbEngine, DbSession, RequestId
-from ..models import Note
 from ..ratelimit import rate_limited
 
 router = APIRouter(prefix="/notes", tags=["notes"])

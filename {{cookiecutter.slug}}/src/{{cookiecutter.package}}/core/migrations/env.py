@@ -1,10 +1,10 @@
-"""Alembic runs inside `release` (see release.py), which hands it the validated settings."""
+"""Alembic runs inside `release` (see admin/release.py), which hands it the validated settings."""
 
 from alembic import context
 from sqlalchemy import text
 
-from {{ cookiecutter.package }}.db import create_db_engine
-from {{ cookiecutter.package }}.models import Base
+from {{ cookiecutter.package }}.core.db import create_db_engine
+from {{ cookiecutter.package }}.core.models import Base
 
 # Two releases started at once (two deploys, a retried Job) take turns instead of racing.
 MIGRATION_LOCK = 0x12F  # any constant bigint; pg_advisory_xact_lock is freed at commit

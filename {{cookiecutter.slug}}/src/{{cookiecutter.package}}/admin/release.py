@@ -10,15 +10,15 @@ import structlog
 from alembic import command
 from alembic.config import Config
 
-from .logging import configure_logging
-from .settings import Settings, load_settings
+from ..core.logging import configure_logging
+from ..core.settings import Settings, load_settings
 
 log = structlog.get_logger(__name__)
 
 
 def alembic_config(settings: Settings) -> Config:
     config = Config()
-    config.set_main_option("script_location", str(files(__package__) / "migrations"))
+    config.set_main_option("script_location", str(files("{{ cookiecutter.package }}.core") / "migrations"))
     config.attributes["settings"] = settings
     return config
 

@@ -3,7 +3,7 @@
 Where several OS processes sit behind one scrape target (web with WEB_CONCURRENCY > 1, the
 prefork worker), each writes its samples to files under PROMETHEUS_MULTIPROC_DIR and the scrape
 adds them all up. prometheus_client picks files or memory when it is first imported, so the
-variable is set before that: by web.py before it spawns its children, by __main__.py for the
+variable is set before that: by web/server.py before it spawns its children, by __main__.py for the
 worker. A single web process keeps its samples in memory, which costs less per request.
 """
 

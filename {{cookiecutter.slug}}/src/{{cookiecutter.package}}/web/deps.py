@@ -15,8 +15,8 @@ from fastapi import Cookie, Depends, HTTPException, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
-from .sessions import COOKIE, SessionStore
-from .settings import Settings
+from ..core.sessions import COOKIE, SessionStore
+from ..core.settings import Settings
 
 
 async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:

@@ -1,0 +1,53 @@
+"""The Celery app's configuration, shared by every process type: web and clock send tasks with it,
+the worker runs them. Sending needs none of the worker's machinery, so this module imports none.
+
+The settings below are what keep a job from being lost or silently dropped:
+- late acknowledgement + reject on worker loss: a task is removed from the queue only after it
+  finished, so a worker killed mid-task (SIGKILL, OOM, node loss) has it run again elsewhere;
+- prefetch of 1: a worker holds one unacknowledged message per pool process, no more;
+- visibility timeout (Redis broker only): how long an unacknowledged message waits before another
+  worker takes it; the hard time limit and retry delays are kept below it (see settings.py);
+- JSON only, so a message can be read by any version of the code and never unpickled.
+"""
+
+from celery import Celery
+
+from .settings import Settings
+
+
+def configure_celery(app: Celery, settings: Settings) -> Celery:
+    timeout = settings.redis_timeout_seconds
+    app.conf.update(
+        broker_url=settings.celery_broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=timeout,
+        broker_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout_seconds,
+            # kombu sweeps for messages past their visibility timeout only every interval x
+            # throttle seconds (100 s by default): sweep every tenth of the timeout instead, so a
+            # lost worker's tasks return within about 1.1 x the visibility timeout.
+            "unacked_restore_interval": max(1, settings.broker_visibility_timeout_seconds // 10),
+            "unacked_restore_throttle": 1,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+        },
+        # Publishing from a request gives up quickly; the clock's sweep catches what is missed.
+        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        task_default_queue=settings.task_queue,
+        task_serializer="json",
+        accept_content=["json"],
+        task_ignore_result=True,  # results live in PostgreSQL, where the API reads them
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit_seconds,
+        worker_concurrency=settings.worker_concurrency,
+        worker_hijack_root_logger=False,
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+    )
+    return app
+
+
+def create_celery(settings: Settings) -> Celery:
+    """A Celery app that only sends: what web and clock need."""
+    return configure_celery(Celery(main="{{ cookiecutter.package }}", set_as_current=False), settings)

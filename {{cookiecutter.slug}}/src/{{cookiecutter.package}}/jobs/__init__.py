@@ -1,0 +1,1 @@
+"""The background process types: `worker` runs tasks, `clock` schedules them."""
