@@ -131,11 +131,36 @@ class Process:
         self.popen.wait(5)
 
 
+PASSWORD = "a long and unguessable pass phrase 7"
+
+
+def new_email(prefix: str = "user") -> str:
+    return f"{prefix}-{secrets.token_hex(6)}@example.com"
+
+
 class Web(Process):
     def __init__(self, env: dict[str, str]) -> None:
         super().__init__("web", env)
         self.url = f"http://127.0.0.1:{env['PORT']}"
         self.client = httpx.Client(base_url=self.url, timeout=10)
+
+    def new_client(self, cookies: httpx.Cookies | None = None) -> httpx.Client:
+        """A client of this web; with `cookies`, it carries another client's session."""
+        return httpx.Client(base_url=self.url, timeout=10, cookies=cookies)
+
+    def sign_up(self, email: str | None = None, password: str = PASSWORD) -> str:
+        email = email or new_email()
+        response = self.client.post("/api/v1/users", json={"email": email, "password": password})
+        assert response.status_code == 201, response.text
+        return email
+
+    def signed_in(self, email: str | None = None, password: str = PASSWORD) -> httpx.Client:
+        """A new client with a session: of a new account, or of `email`'s."""
+        email = email or self.sign_up()
+        client = self.new_client()
+        response = client.post("/api/v1/session", json={"email": email, "password": password})
+        assert response.status_code == 201, response.text
+        return client
 
     def wait_ready(self, timeout: float = 15) -> None:
         def ready() -> bool:

@@ -39,7 +39,8 @@ def test_database_is_swapped_by_environment_alone(
     web: Web = start("web", DATABASE_URL=other_database)
     web.wait_ready()
     title = f"swapped-{secrets.token_hex(3)}"
-    assert web.client.post("/api/v1/notes", json={"title": title, "body": "x"}).status_code == 201
+    client = web.signed_in()
+    assert client.post("/api/v1/notes", json={"title": title, "body": "x"}).status_code == 201
     assert count_notes(other_database, title) == 1
     assert count_notes(migrated["DATABASE_URL"], title) == 0
 
@@ -49,8 +50,10 @@ def test_two_instances_side_by_side_serve_the_same_data(start: Callable[..., Any
     b: Web = start("web")
     a.wait_ready()
     b.wait_ready()
-    note = a.client.post("/api/v1/notes", json={"title": "shared", "body": "x"}).json()
-    assert b.client.get(f"/api/v1/notes/{note['id']}").json()["title"] == "shared"
+    on_a = a.signed_in()
+    note = on_a.post("/api/v1/notes", json={"title": "shared", "body": "x"}).json()
+    on_b = b.new_client(cookies=on_a.cookies)
+    assert on_b.get(f"/api/v1/notes/{note['id']}").json()["title"] == "shared"
 
 
 def test_logs_are_an_event_stream_on_stdout_not_files(start: Callable[..., Any]) -> None:
@@ -66,12 +69,13 @@ def test_logs_are_an_event_stream_on_stdout_not_files(start: Callable[..., Any])
 def test_restart_loses_nothing(start: Callable[..., Any]) -> None:
     first: Web = start("web")
     first.wait_ready()
-    note = first.client.post("/api/v1/notes", json={"title": "kept", "body": "x"}).json()
-    cookie = first.client.post("/api/v1/session", json={"username": "kept"}).cookies["session"]
+    email = first.sign_up()
+    client = first.signed_in(email)
+    note = client.post("/api/v1/notes", json={"title": "kept", "body": "x"}).json()
     assert first.stop(signal.SIGTERM) == 0
 
     second: Web = start("web", PORT=first.env["PORT"])
     second.wait_ready()
-    assert second.client.get(f"/api/v1/notes/{note['id']}").json()["title"] == "kept"
-    session = second.client.get("/api/v1/session", headers={"Cookie": f"session={cookie}"})
-    assert session.json()["username"] == "kept"
+    # The same client, cookie and all: its session and its note outlived the process.
+    assert client.get(f"/api/v1/notes/{note['id']}").json()["title"] == "kept"
+    assert client.get("/api/v1/session").json()["user"]["email"] == email

@@ -11,9 +11,10 @@ from .conftest import Web
 def test_web_logs_json_lines_and_drains_to_exit_0(start: Callable[..., Any]) -> None:
     web: Web = start("web")
     web.wait_ready()
+    user = web.signed_in()
     web.client.get("/livez")
-    web.client.post("/api/v1/notes", json={"title": "logged", "body": "x"})
-    web.client.get("/api/v1/notes/0")
+    user.post("/api/v1/notes", json={"title": "logged", "body": "x"})
+    user.get("/api/v1/notes/0")
 
     assert web.stop(signal.SIGTERM) == 0  # a clean drain is 0, not 143
 
@@ -27,6 +28,8 @@ def test_web_logs_json_lines_and_drains_to_exit_0(start: Callable[..., Any]) -> 
 
     access = [r for r in records if r["event"] == "request" and r["path"] != "/readyz"]
     assert [(r["method"], r["path"], r["status"]) for r in access] == [
+        ("POST", "/api/v1/users", 201),
+        ("POST", "/api/v1/session", 201),
         ("GET", "/livez", 200),
         ("POST", "/api/v1/notes", 201),
         ("GET", "/api/v1/notes/0", 404),

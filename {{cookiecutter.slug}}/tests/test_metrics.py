@@ -28,8 +28,9 @@ def value(
 
 
 def test_web_counts_requests_by_route_template_and_status(web: Web) -> None:
+    user = web.signed_in()
     for note_id in (111111, 222222):
-        web.client.get(f"/api/v1/notes/{note_id}")
+        user.get(f"/api/v1/notes/{note_id}")
     web.client.get("/no/such/page")
     samples = scrape(f"{web.url}/metrics")
     route = "/api/v1/notes/{note_id}"
@@ -58,7 +59,7 @@ def test_worker_exposes_task_queue_and_heartbeat_metrics(
 ) -> None:
     worker: Process = start("worker")
     metrics_url = f"http://127.0.0.1:{worker.env['WORKER_METRICS_PORT']}/metrics"
-    note_id = web.client.post("/api/v1/notes", json={"title": "m", "body": "x"}).json()["id"]
+    note_id = web.signed_in().post("/api/v1/notes", json={"title": "m", "body": "x"}).json()["id"]
     client = Celery(broker=migrated["REDIS_URL"])
     client.send_task("clock.heartbeat", queue=migrated["TASK_QUEUE"])
     client.close()

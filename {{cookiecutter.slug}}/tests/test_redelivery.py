@@ -24,8 +24,9 @@ def test_sigkill_mid_stream_loses_nothing(
 ) -> None:
     web: Web = start("web", BROKER_URL=broker)
     web.wait_ready()
+    user = web.signed_in()
     ids = [
-        web.client.post("/api/v1/notes", json={"title": f"n{i}", "body": "a b c"}).json()["id"]
+        user.post("/api/v1/notes", json={"title": f"n{i}", "body": "a b c"}).json()["id"]
         for i in range(NOTES)
     ]
 

@@ -1,91 +1,119 @@
-"""Factor VI: sessions live in Redis, so any web process serves any session, across restarts."""
+"""Factor VI: sessions live in Redis, so any web process serves any session, across restarts;
+and they meet OWASP ASVS 5 V7 (session management) and V3.3 (cookies)."""
 
 import base64
 import hashlib
 import hmac
+import json
+import time
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 import redis
 
-from .conftest import Web
+from .conftest import PASSWORD, Web
 
 
-def two_webs(start: Callable[..., Any]) -> tuple[Web, Web]:
-    a, b = start("web"), start("web")
+def two_webs(start: Callable[..., Any], **env: str) -> tuple[Web, Web]:
+    a, b = start("web", **env), start("web", **env)
     a.wait_ready()
     b.wait_ready()
     return a, b
 
 
-def log_in(web: Web, username: str) -> str:
-    response = web.client.post("/api/v1/session", json={"username": username})
-    assert response.status_code == 201
-    return response.cookies["session"]
-
-
-def cookie_header(cookie: str) -> dict[str, str]:
-    return {"Cookie": f"session={cookie}"}
+def cookie_of(client: httpx.Client) -> str:
+    return str(client.cookies["session"])
 
 
 def whoami(web: Web, cookie: str) -> httpx.Response:
-    return httpx.get(f"{web.url}/api/v1/session", headers=cookie_header(cookie))
+    return httpx.get(f"{web.url}/api/v1/session", headers={"Cookie": f"session={cookie}"})
+
+
+def record_key(cookie: str) -> str:
+    return f"session:{cookie.split('.')[0]}"
 
 
 def test_session_made_on_one_web_is_read_by_another(start: Callable[..., Any]) -> None:
     a, b = two_webs(start)
-    cookie = log_in(a, "ann")
-    response = whoami(b, cookie)
+    email = a.sign_up()
+    response = whoami(b, cookie_of(a.signed_in(email)))
     assert response.status_code == 200
-    assert response.json()["username"] == "ann"
+    assert response.json()["user"]["email"] == email
 
 
 def test_logout_kills_the_cookie_everywhere(start: Callable[..., Any]) -> None:
     a, b = two_webs(start)
-    cookie = log_in(a, "cy")
-    logout = httpx.delete(f"{b.url}/api/v1/session", headers=cookie_header(cookie))
+    cookie = cookie_of(a.signed_in())
+    logout = httpx.delete(f"{b.url}/api/v1/session", headers={"Cookie": f"session={cookie}"})
     assert logout.status_code == 204
-    assert (
-        'session=""' in logout.headers["set-cookie"] or "Max-Age=0" in logout.headers["set-cookie"]
-    )
+    cleared = logout.headers["set-cookie"]
+    assert "Max-Age=0" in cleared or 'session=""' in cleared
     for web in (a, b):
         assert whoami(web, cookie).status_code == 401  # the old cookie, replayed
 
 
-def test_cookie_is_opaque_signed_httponly_lax(web: Web, redis_url: str) -> None:
-    response = web.client.post("/api/v1/session", json={"username": "dee"})
+def test_cookie_is_an_opaque_256_bit_id_signed_httponly_lax(web: Web, redis_url: str) -> None:
+    email = web.sign_up()
+    response = httpx.post(f"{web.url}/api/v1/session", json={"email": email, "password": PASSWORD})
     header = response.headers["set-cookie"].lower()
     assert "httponly" in header
     assert "samesite=lax" in header
+    assert "path=/" in header
     assert "secure" not in header  # SESSION_COOKIE_SECURE=false in the tests
     cookie = response.cookies["session"]
-    assert "dee" not in cookie  # only an id and its signature
     session_id = cookie.split(".")[0]
-    ttl = redis.Redis.from_url(redis_url).ttl(f"session:{session_id}")
+    assert len(base64.urlsafe_b64decode(session_id + "==")) * 8 >= 128
+    assert email.split("@")[0] not in cookie  # only an id and its signature
+    ttl = redis.Redis.from_url(redis_url).ttl(record_key(cookie))
     assert 0 < ttl <= 86_400
 
 
-def test_secure_flag_comes_from_config(start: Callable[..., Any]) -> None:
+def test_secure_cookie_has_the_host_prefix(start: Callable[..., Any]) -> None:
     web: Web = start("web", SESSION_COOKIE_SECURE="true")
     web.wait_ready()
-    response = web.client.post("/api/v1/session", json={"username": "eve"})
-    assert "secure" in response.headers["set-cookie"].lower()
+    email = web.sign_up()
+    response = httpx.post(f"{web.url}/api/v1/session", json={"email": email, "password": PASSWORD})
+    header = response.headers["set-cookie"]
+    assert header.startswith("__Host-session=")
+    assert "secure" in header.lower()
+    assert "path=/" in header.lower()
+    assert "domain" not in header.lower()
 
 
-def test_ttl_is_refreshed_on_use(web: Web, redis_url: str) -> None:
-    cookie = log_in(web, "fay")
-    key = f"session:{cookie.split('.')[0]}"
+def test_idle_timer_restarts_on_use(web: Web, redis_url: str) -> None:
+    cookie = cookie_of(web.signed_in())
     store = redis.Redis.from_url(redis_url)
-    store.expire(key, 30)
+    store.expire(record_key(cookie), 30)
     assert whoami(web, cookie).status_code == 200
-    assert store.ttl(key) > 30
+    assert store.ttl(record_key(cookie)) > 30
+
+
+def test_absolute_lifetime_ends_a_session_however_active(web: Web, redis_url: str) -> None:
+    cookie = cookie_of(web.signed_in())
+    store = redis.Redis.from_url(redis_url)
+    key = record_key(cookie)
+
+    def expire_in(seconds: float) -> None:  # as if the session had been made long ago
+        record = json.loads(store.get(key) or b"{}")
+        store.set(key, json.dumps({**record, "expires_at": time.time() + seconds}), keepttl=True)
+
+    expire_in(30)
+    assert whoami(web, cookie).status_code == 200
+    assert 0 < store.ttl(key) <= 30  # use restarts the idle timer, never past the lifetime
+    expire_in(-1)
+    assert whoami(web, cookie).status_code == 401
+    assert store.exists(key) == 0
 
 
 def test_login_issues_a_new_id_and_drops_the_old_one(web: Web) -> None:
-    old = log_in(web, "gus")
+    email = web.sign_up()
+    old = cookie_of(web.signed_in(email))
     response = httpx.post(
-        f"{web.url}/api/v1/session", json={"username": "gus"}, headers=cookie_header(old)
+        f"{web.url}/api/v1/session",
+        json={"email": email, "password": PASSWORD},
+        headers={"Cookie": f"session={old}"},
     )
     new = response.cookies["session"]
     assert new != old
@@ -97,21 +125,59 @@ def last_changed(text: str) -> str:
     return text[:-1] + ("B" if text.endswith("A") else "A")
 
 
+def sign(key: str, session_id: str) -> str:
+    mac = hmac.digest(key.encode(), session_id.encode(), hashlib.sha256)
+    return f"{session_id}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
 def test_tampered_forged_or_unknown_cookies_are_no_session(web: Web, secret_key: str) -> None:
-    real = log_in(web, "hal")
+    real = cookie_of(web.signed_in())
     session_id, signature = real.split(".")
-    # A client-chosen id, correctly signed (as if the key leaked), but unknown to the store.
-    chosen = "attacker-chosen-id"
-    mac = hmac.digest(secret_key.encode(), chosen.encode(), hashlib.sha256)
-    forged_known_key = f"{chosen}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
     for cookie in (
         f"{session_id}.{last_changed(signature)}",  # tampered signature
         f"{last_changed(session_id)}.{signature}",  # tampered id
         session_id,  # unsigned
         "",
         "....",
-        forged_known_key,
+        sign(secret_key, "attacker-chosen-id"),  # signed (as if the key leaked), but unknown
     ):
         response = whoami(web, cookie)
         assert response.status_code == 401, cookie
-        assert response.json() == {"detail": "no session"}
+        assert response.json()["detail"] == "no session"
+
+
+@pytest.fixture(scope="module")
+def old_key() -> str:
+    return "an-old-secret-key-that-was-rotated-out-0123456789"
+
+
+def test_rotated_key_keeps_old_cookies_only_while_it_is_a_fallback(
+    start: Callable[..., Any], old_key: str, migrated: dict[str, str]
+) -> None:
+    # Phase 0: every instance signs with the old key.
+    before: Web = start("web", SECRET_KEY=old_key)
+    before.wait_ready()
+    email = before.sign_up()
+    old_cookie = cookie_of(before.signed_in(email))
+    # Phase 1: the new key signs, the old one is still accepted.
+    rotating: Web = start("web", SECRET_KEY_FALLBACKS=old_key)
+    rotating.wait_ready()
+    assert whoami(rotating, old_cookie).json()["user"]["email"] == email
+    new_cookie = cookie_of(rotating.signed_in(email))
+    assert new_cookie == sign(migrated["SECRET_KEY"], new_cookie.split(".")[0])  # the new key
+    # Phase 2: the fallback is gone, and with it every cookie the old key signed.
+    after: Web = start("web")
+    after.wait_ready()
+    assert whoami(after, old_cookie).status_code == 401
+    assert whoami(after, new_cookie).status_code == 200
+
+
+def test_fallback_keys_are_validated_and_never_printed(
+    start: Callable[..., Any], old_key: str
+) -> None:
+    web: Web = start("web", SECRET_KEY_FALLBACKS=f"{old_key},too-short-a-key")
+    assert web.popen.wait(10) == 78
+    output = "\n".join(web.lines)
+    assert "SECRET_KEY_FALLBACKS" in output
+    assert "too-short-a-key" not in output
+    assert old_key not in output

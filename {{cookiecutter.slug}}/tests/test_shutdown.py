@@ -15,13 +15,14 @@ import pytest
 from .conftest import TcpProxy, Web
 
 
-def start_post(port: int, path: str, payload: dict[str, str]) -> tuple[socket.socket, bytes]:
-    """Send a POST's headers and half its body; return the socket and the other half."""
+def start_post(web: Web, path: str, payload: dict[str, str]) -> tuple[socket.socket, bytes]:
+    """Send a signed-in POST's headers and half its body; return the socket and the other half."""
+    cookie = "; ".join(f"{name}={value}" for name, value in web.signed_in().cookies.items())
     body = json.dumps(payload).encode()
-    sock = socket.create_connection(("127.0.0.1", port))
+    sock = socket.create_connection(("127.0.0.1", int(web.env["PORT"])))
     head = (
         f"POST {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        f"Content-Length: {len(body)}\r\n\r\n"
+        f"Cookie: {cookie}\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode()
     sock.sendall(head + body[: len(body) // 2])
     return sock, body[len(body) // 2 :]
@@ -50,7 +51,7 @@ def test_in_flight_request_finishes_and_exit_is_0(
     web: Web = start("web", WEB_CONCURRENCY=concurrency, SHUTDOWN_GRACE_SECONDS="10")
     web.wait_ready()
     port = int(web.env["PORT"])
-    sock, rest = start_post(port, "/api/v1/notes", {"title": "in flight", "body": "x " * 500})
+    sock, rest = start_post(web, "/api/v1/notes", {"title": "in flight", "body": "x " * 500})
     time.sleep(0.3)  # the server is reading the body
 
     signalled = time.monotonic()
@@ -90,7 +91,7 @@ def test_readiness_is_503_from_the_signal_on(
 def test_grace_period_bounds_the_drain(start: Callable[..., Any]) -> None:
     web: Web = start("web", SHUTDOWN_GRACE_SECONDS="1")
     web.wait_ready()
-    sock, _ = start_post(int(web.env["PORT"]), "/api/v1/notes", {"title": "t", "body": "never"})
+    sock, _ = start_post(web, "/api/v1/notes", {"title": "t", "body": "never"})
     time.sleep(0.3)
     signalled = time.monotonic()
     web.send(signal.SIGTERM)

@@ -34,7 +34,8 @@ def test_worker_started_while_the_broker_is_down_works_once_it_is_back(
     broker.refuse()
     worker = start("worker", BROKER_URL=broker.url(migrated["REDIS_URL"]))
     worker.wait_for_log("Cannot connect", timeout=15)  # retrying, not crashing
-    note_id = web.client.post("/api/v1/notes", json={"title": "t", "body": "a b c"}).json()["id"]
+    user = web.signed_in()
+    note_id = user.post("/api/v1/notes", json={"title": "t", "body": "a b c"}).json()["id"]
     broker.heal()
     wait_until(
         lambda: db.execute(

@@ -30,8 +30,8 @@ def web_and_worker(
     return web, worker
 
 
-def post_note(web: Web, body: str, **headers: str) -> int:
-    response = web.client.post("/api/v1/notes", json={"title": "t", "body": body}, headers=headers)
+def post_note(user: httpx.Client, body: str, **headers: str) -> int:
+    response = user.post("/api/v1/notes", json={"title": "t", "body": body}, headers=headers)
     assert response.status_code == 201
     return int(response.json()["id"])
 
@@ -40,9 +40,10 @@ def test_posted_note_is_enriched_and_its_logs_carry_the_request_id(
     start: Callable[..., Any], broker: str, db: psycopg.Connection[Any]
 ) -> None:
     web, worker = web_and_worker(start, broker)
-    note_id = post_note(web, "the quick brown fox", **{"X-Request-ID": "req-enrich-0001"})
+    user = web.signed_in()
+    note_id = post_note(user, "the quick brown fox", **{"X-Request-ID": "req-enrich-0001"})
     wait_until(lambda: enriched(db, note_id), timeout=20)
-    note = web.client.get(f"/api/v1/notes/{note_id}").json()
+    note = user.get(f"/api/v1/notes/{note_id}").json()
     assert (note["word_count"], note["enriched"]) == (4, True)
 
     def task_lines() -> list[dict[str, Any]]:
@@ -67,7 +68,7 @@ def test_running_the_task_twice_changes_nothing(
     start: Callable[..., Any], db: psycopg.Connection[Any], migrated: dict[str, str]
 ) -> None:
     web, _ = web_and_worker(start, migrated["REDIS_URL"])
-    note_id = post_note(web, "a b")
+    note_id = post_note(web.signed_in(), "a b")
     wait_until(lambda: enriched(db, note_id), timeout=20)
     before = db.execute(
         "SELECT word_count, title, body FROM notes WHERE id = %s", [note_id]
@@ -88,7 +89,7 @@ def test_task_failing_every_retry_is_dead_lettered(
 ) -> None:
     web: Web = start("web")
     web.wait_ready()
-    note_id = post_note(web, "x y z", **{"X-Request-ID": "req-dead-00001"})
+    note_id = post_note(web.signed_in(), "x y z", **{"X-Request-ID": "req-dead-00001"})
     # Hold the note's row lock: every attempt times out on it (a real transient failure).
     with psycopg.connect(migrated["DATABASE_URL"]) as holder:
         holder.execute("SELECT 1 FROM notes WHERE id = %s FOR UPDATE", [note_id])
@@ -125,7 +126,7 @@ def test_sigterm_lets_the_running_task_finish_then_exits_0(
 ) -> None:
     web: Web = start("web", BROKER_URL=broker)
     web.wait_ready()
-    note_id = post_note(web, "one")
+    note_id = post_note(web.signed_in(), "one")
     with psycopg.connect(migrated["DATABASE_URL"]) as holder:
         holder.execute("SELECT 1 FROM notes WHERE id = %s FOR UPDATE", [note_id])
         worker = start("worker", BROKER_URL=broker, DB_TIMEOUT_SECONDS="10")

@@ -1,4 +1,4 @@
-"""`python -m {{ cookiecutter.package }} <process>`: the entry point of every process type."""
+"""`python -m {{ cookiecutter.package }} <process> [args]`: the entry point of every process type."""
 
 import logging
 import os
@@ -13,12 +13,13 @@ PROCESS_TYPES = {
     "worker": "jobs.worker",
     "clock": "jobs.clock",
     "release": "admin.release",
+    "users": "admin.users",  # takes arguments: `users create EMAIL`, `users list`, ...
 }
 
 
 def main() -> None:
-    if len(sys.argv) != 2 or sys.argv[1] not in PROCESS_TYPES:
-        sys.exit(f"usage: python -m {__package__} <{'|'.join(PROCESS_TYPES)}>")
+    if len(sys.argv) < 2 or sys.argv[1] not in PROCESS_TYPES:
+        sys.exit(f"usage: python -m {__package__} <{'|'.join(PROCESS_TYPES)}> [args]")
     process = f"{__package__}.{PROCESS_TYPES[sys.argv[1]]}"
     if sys.argv[1] == "worker":
         # The prefork children's metrics reach the main process's /metrics through files here;

@@ -1,70 +1,181 @@
 """Factor VI, stateless processes: session data lives in Redis, never in the web process.
 
-The cookie carries only a random id and its HMAC signature. An id is accepted only if the
-signature matches and Redis holds a record for it, so a client cannot choose its own id
-(no session fixation), and a new id is issued at every login.
+The cookie carries only a random 256-bit id and its HMAC signature. An id is accepted only if
+the signature matches (the current SECRET_KEY or one of SECRET_KEY_FALLBACKS) and Redis holds a
+record for it, so a client cannot choose its own id, and a new id is issued at every login.
+
+Redis keys:
+- `session:<id>`: the session as JSON. It expires after SESSION_TTL_SECONDS without use, and at
+  the latest when its absolute lifetime (`expires_at`) ends.
+- `user-sessions:<user id>`: a hash from each session's public handle to its id, so listing or
+  ending a user's sessions reads one key instead of scanning them all. The public handle is what
+  the API shows: the id itself never leaves the cookie.
 """
 
 import base64
 import hashlib
 import hmac
 import secrets
-from typing import Any
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 
 import orjson
 from redis.asyncio import Redis
-from starlette.responses import Response
 
-COOKIE = "session"
-_KEY = "session:{}"
+_SESSION = "session:{}"
+_USER_SESSIONS = "user-sessions:{}"
+LAST_USED_GRANULARITY = 60  # seconds: `last_used_at` is rewritten at most once a minute
+
+# One round trip per authenticated request: read the session, end it if past its absolute
+# lifetime, else restart its idle timer (never beyond that lifetime), and once a minute note
+# when it was last used. A script, so that all of this is one atomic step in Redis.
+_TOUCH = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return false end
+local session = cjson.decode(raw)
+local now = tonumber(ARGV[1])
+local left = session.expires_at - now
+if left <= 0 then
+  redis.call('DEL', KEYS[1])
+  return false
+end
+local ttl_ms = math.ceil(math.min(tonumber(ARGV[2]), left) * 1000)
+if now - session.last_used_at >= tonumber(ARGV[3]) then
+  session.last_used_at = now
+  raw = cjson.encode(session)
+  redis.call('SET', KEYS[1], raw, 'PX', ttl_ms)
+else
+  redis.call('PEXPIRE', KEYS[1], ttl_ms)
+end
+return raw
+"""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    handle: str  # public: shown by the API, useless as a cookie
+    user_id: int
+    email: str
+    is_admin: bool
+    created_at: float
+    expires_at: float
+    last_used_at: float
+    user_agent: str
 
 
 class SessionStore:
-    def __init__(self, redis: Redis, secret_key: str, ttl_seconds: int, secure: bool) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        secret_keys: Sequence[str],
+        idle_seconds: int,
+        max_age_seconds: int,
+    ) -> None:
         self._redis = redis
-        self._secret = secret_key.encode()
-        self._ttl = ttl_seconds
-        self._secure = secure
+        self._signing_key = secret_keys[0].encode()
+        # Newest first: a cookie signed by the current key is checked with one HMAC.
+        self._keys = [key.encode() for key in secret_keys]
+        self._idle = idle_seconds
+        self.max_age = max_age_seconds
+        self._touch = redis.register_script(_TOUCH)
 
-    def _sign(self, session_id: str) -> str:
-        mac = hmac.digest(self._secret, session_id.encode(), hashlib.sha256)
+    @staticmethod
+    def _mac(key: bytes, session_id: str) -> str:
+        mac = hmac.digest(key, session_id.encode(), hashlib.sha256)
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+    def cookie_value(self, session_id: str) -> str:
+        return f"{session_id}.{self._mac(self._signing_key, session_id)}"
 
     def session_id(self, cookie: str | None) -> str | None:
         """The id in a correctly signed cookie; None for anything else."""
         session_id, _, signature = (cookie or "").partition(".")
-        if session_id and hmac.compare_digest(signature, self._sign(session_id)):
-            return session_id
+        if not session_id:
+            return None
+        for key in self._keys:
+            if hmac.compare_digest(signature, self._mac(key, session_id)):
+                return session_id
         return None
 
-    async def load(self, cookie: str | None) -> dict[str, Any] | None:
-        """The session's data, its idle TTL restarted; None for a missing, forged or expired one."""
+    async def load(self, cookie: str | None) -> Session | None:
+        """The live session a cookie names, its idle timer restarted; None for anything else."""
         session_id = self.session_id(cookie)
         if session_id is None:
             return None
-        raw = await self._redis.getex(_KEY.format(session_id), ex=self._ttl)
-        return orjson.loads(raw) if raw is not None else None
-
-    async def start(self, data: dict[str, Any], response: Response, old_cookie: str | None) -> None:
-        """Store `data` under a fresh id, drop the previous session, and set the cookie."""
-        session_id = secrets.token_urlsafe(32)
-        await self._redis.set(_KEY.format(session_id), orjson.dumps(data), ex=self._ttl)
-        await self._forget(old_cookie)
-        response.set_cookie(
-            COOKIE,
-            f"{session_id}.{self._sign(session_id)}",
-            max_age=self._ttl,
-            httponly=True,
-            samesite="lax",
-            secure=self._secure,
+        raw = await self._touch(
+            keys=[_SESSION.format(session_id)],
+            args=[time.time(), self._idle, LAST_USED_GRANULARITY],
         )
+        return Session(**orjson.loads(raw)) if raw else None
 
-    async def end(self, cookie: str | None, response: Response) -> None:
-        """Delete the server-side record, so the cookie is dead wherever a copy of it is."""
-        await self._forget(cookie)
-        response.delete_cookie(COOKIE, httponly=True, samesite="lax", secure=self._secure)
+    async def start(
+        self, user_id: int, email: str, is_admin: bool, user_agent: str, old_cookie: str | None
+    ) -> tuple[Session, str]:
+        """A new session under a fresh id (the previous one, if any, ends); and its cookie."""
+        now = time.time()
+        session_id = secrets.token_urlsafe(32)
+        session = Session(
+            handle=secrets.token_urlsafe(12),
+            user_id=user_id,
+            email=email,
+            is_admin=is_admin,
+            created_at=now,
+            expires_at=now + self.max_age,
+            last_used_at=now,
+            user_agent=user_agent[:200],
+        )
+        index = _USER_SESSIONS.format(user_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(_SESSION.format(session_id), orjson.dumps(asdict(session)), ex=self._idle)
+            pipe.hset(index, session.handle, session_id)
+            pipe.expire(index, self.max_age)  # outlives every session it lists
+            await pipe.execute()
+        if (old := await self.load(old_cookie)) is not None:
+            await self.end(old.user_id, old.handle)
+        return session, self.cookie_value(session_id)
 
-    async def _forget(self, cookie: str | None) -> None:
-        session_id = self.session_id(cookie)
-        if session_id is not None:
-            await self._redis.delete(_KEY.format(session_id))
+    async def _session_ids(self, user_id: int) -> dict[str, str]:
+        """Handle to session id, for each session the user's index still lists."""
+        index = await self._redis.hgetall(_USER_SESSIONS.format(user_id))
+        return {_text(handle): _text(session_id) for handle, session_id in index.items()}
+
+    async def of_user(self, user_id: int) -> list[Session]:
+        """The user's live sessions, oldest first; handles of expired ones are dropped."""
+        session_ids = await self._session_ids(user_id)
+        if not session_ids:
+            return []
+        records = await self._redis.mget([_SESSION.format(sid) for sid in session_ids.values()])
+        now = time.time()
+        live = [Session(**orjson.loads(raw)) for raw in records if raw is not None]
+        live = [session for session in live if session.expires_at > now]
+        if dead := session_ids.keys() - {session.handle for session in live}:
+            await self._redis.hdel(_USER_SESSIONS.format(user_id), *dead)
+        return sorted(live, key=lambda session: session.created_at)
+
+    async def end(self, user_id: int, handle: str) -> bool:
+        """End one of the user's sessions; False if it has none with that handle."""
+        index = _USER_SESSIONS.format(user_id)
+        session_id = await self._redis.hget(index, handle)
+        if session_id is None:
+            return False
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(_SESSION.format(_text(session_id)))
+            pipe.hdel(index, handle)
+            await pipe.execute()
+        return True
+
+    async def end_all(self, user_id: int, keep: str | None = None) -> int:
+        """End every session of the user except the one with handle `keep`; how many ended."""
+        session_ids = await self._session_ids(user_id)
+        doomed = {handle: sid for handle, sid in session_ids.items() if handle != keep}
+        if doomed:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                pipe.delete(*(_SESSION.format(sid) for sid in doomed.values()))
+                pipe.hdel(_USER_SESSIONS.format(user_id), *doomed)
+                await pipe.execute()
+        return len(doomed)

@@ -6,14 +6,22 @@ Secrets are `SecretStr`, so neither `repr()` nor an error message can print them
 """
 
 import json
+import os
 import sys
 from datetime import UTC, datetime
 from typing import Annotated, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from limits import parse
-from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
@@ -40,7 +48,7 @@ def _rate_limit(value: str) -> str:
     try:
         parse(value)
     except ValueError:
-        raise ValueError("must look like 60/minute or 10/second") from None
+        raise ValueError("must look like 60/minute, 10/second or 5/5 minutes") from None
     return value
 
 
@@ -60,6 +68,26 @@ def _long_enough(value: SecretStr) -> SecretStr:
     return value
 
 
+def _comma_separated(value: object) -> object:
+    # A list in one variable, the way platforms and shells can write it: "a,b,c".
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+def _origin(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+        raise ValueError("must be origins like https://app.example.com, comma-separated")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+SecretKey = Annotated[SecretStr, AfterValidator(_long_enough)]
+SecretKeys = Annotated[tuple[SecretKey, ...], NoDecode, BeforeValidator(_comma_separated)]
+Origin = Annotated[str, AfterValidator(_origin)]
+Origins = Annotated[tuple[Origin, ...], NoDecode, BeforeValidator(_comma_separated)]
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, extra="ignore")
 
@@ -67,8 +95,9 @@ class Settings(BaseSettings):
     database_url: PostgresUrl
     redis_url: RedisUrl
     broker_url: BrokerUrl | None = Field(None, description="Celery broker; REDIS_URL when unset")
-    secret_key: Annotated[SecretStr, AfterValidator(_long_enough)] = Field(
-        description="signs session cookies"
+    secret_key: SecretKey = Field(description="signs session cookies")
+    secret_key_fallbacks: SecretKeys = Field(
+        (), description="previous keys, comma-separated: their cookies stay valid (rotation)"
     )
 
     # Web process.
@@ -96,7 +125,37 @@ class Settings(BaseSettings):
 
     # Sessions (factor VI: the process keeps no state; Redis does).
     session_ttl_seconds: int = Field(86_400, ge=60, description="idle lifetime, refreshed on use")
-    session_cookie_secure: bool = Field(True, description="send the cookie over HTTPS only")
+    session_max_age_seconds: int = Field(
+        604_800, ge=60, description="absolute lifetime: a session ends then, however active"
+    )
+    session_cookie_secure: bool = Field(
+        True, description="HTTPS only; the cookie is then named __Host-session"
+    )
+    trusted_origins: Origins = Field(
+        (), description="other sites allowed to send unsafe requests, comma-separated"
+    )
+
+    # Accounts. Password rules follow OWASP ASVS 5 (V6); hashing is argon2id.
+    password_min_length: int = Field(
+        12, ge=10, description="at least 10: the common-password list starts there"
+    )
+    password_max_bytes: int = Field(
+        1024, ge=256, le=4096, description="checked before hashing; 64 characters always fit"
+    )
+    password_hash_memory_kib: int = Field(19_456, ge=19_456, description="argon2id m (OWASP min)")
+    password_hash_time_cost: int = Field(2, ge=2, description="argon2id t (OWASP minimum)")
+    password_hash_parallelism: int = Field(1, ge=1, le=16, description="argon2id p")
+    password_hash_concurrency: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        ge=1,
+        description="hashes at once per web process (each holds its memory); default: cores",
+    )
+    login_failures_per_account: Annotated[str, AfterValidator(_rate_limit)] = Field(
+        "5/5 minutes", description="failed logins per account, then 429 until the window ends"
+    )
+    login_failures_per_address: Annotated[str, AfterValidator(_rate_limit)] = Field(
+        "10/minute", description="failed logins per client address, then 429"
+    )
 
     # Worker (factor VIII) and clock.
     worker_concurrency: int = Field(2, ge=1)
@@ -127,6 +186,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"{name.upper()} must be below BROKER_VISIBILITY_TIMEOUT_SECONDS")
         return self
 
+    @model_validator(mode="after")
+    def _idle_within_absolute_lifetime(self) -> "Settings":
+        if self.session_ttl_seconds > self.session_max_age_seconds:
+            raise ValueError("SESSION_TTL_SECONDS must not exceed SESSION_MAX_AGE_SECONDS")
+        return self
+
     @property
     def celery_broker_url(self) -> str:
         return (self.broker_url or self.redis_url).get_secret_value()
@@ -149,8 +214,8 @@ def load_settings() -> Settings:
         fail("invalid configuration: " + "; ".join(problems))
 
 
-def fail(event: str) -> NoReturn:
-    """Print one JSON log line and exit with EX_CONFIG; used before logging is configured."""
+def fail(event: str, status: int = EX_CONFIG) -> NoReturn:
+    """Print one JSON log line and exit with `status`; used before logging is configured."""
     line = {
         "timestamp": datetime.now(UTC).isoformat(),
         "level": "critical",
@@ -158,4 +223,4 @@ def fail(event: str) -> NoReturn:
         "event": event,
     }
     print(json.dumps(line), file=sys.stderr, flush=True)
-    sys.exit(EX_CONFIG)
+    sys.exit(status)

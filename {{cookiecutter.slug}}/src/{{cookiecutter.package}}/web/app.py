@@ -19,13 +19,16 @@ from ..core.broker import create_celery
 from ..core.db import create_async_db_engine, session_factory
 from ..core.logging import AccessLog
 from ..core.metrics import HttpMetrics, metrics_endpoint
+from ..core.passwords import Hasher
 from ..core.sessions import SessionStore
 from ..core.settings import Settings
 from . import api, health
+from .cookie import SessionCookie
+from .csrf import CrossOriginProtection
 from .deadline import DeadlineMiddleware
 from .errors import install_error_handlers
 from .observe import ObserveMiddleware
-from .ratelimit import create_rate_limiter
+from .ratelimit import create_login_throttle, create_rate_limiter
 
 log = structlog.get_logger(__name__)
 
@@ -45,21 +48,27 @@ def create_app(settings: Settings) -> FastAPI:
         engine = create_async_db_engine(settings)
         redis = create_redis(settings)
         celery = create_celery(settings)
-        rate_limiter = create_rate_limiter(settings, redis)
+        hasher = Hasher(settings)
+        secret_keys = [settings.secret_key, *settings.secret_key_fallbacks]
+        max_age = settings.session_max_age_seconds
         yield {
             "settings": settings,
             "engine": engine,
             "sessionmaker": session_factory(engine),
             "redis": redis,
             "celery": celery,
-            "rate_limiter": rate_limiter,
+            "rate_limiter": create_rate_limiter(settings, redis),
+            "login_throttle": create_login_throttle(settings, redis),
+            "hasher": hasher,
+            "cookie": SessionCookie(settings.session_cookie_secure, max_age),
             "session_store": SessionStore(
                 redis,
-                settings.secret_key.get_secret_value(),
+                [key.get_secret_value() for key in secret_keys],
                 settings.session_ttl_seconds,
-                settings.session_cookie_secure,
+                max_age,
             ),
         }
+        hasher.close()
         # uvicorn gives the lifespan shutdown no deadline of its own: bound it here.
         try:
             async with asyncio.timeout(settings.db_timeout_seconds):
@@ -82,6 +91,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_api_route("/metrics", metrics_endpoint(registry), include_in_schema=False)
     install_error_handlers(app)
     # Added last runs first: the deadline's 503 is observed (logged, counted) like any answer.
+    app.add_middleware(CrossOriginProtection, trusted_origins=settings.trusted_origins)
     app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout_seconds)
     app.add_middleware(
         ObserveMiddleware,

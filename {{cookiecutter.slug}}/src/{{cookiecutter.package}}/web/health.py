@@ -9,7 +9,7 @@ from the moment the process is told to stop (see server.py), so traffic drains b
 """
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -42,12 +42,17 @@ def livez_route() -> Route:
     return PlainRoute("/livez", livez, methods=["GET"], include_in_schema=False)
 
 
-async def _state(check: Awaitable[object], seconds: float) -> str:
-    try:
-        await asyncio.wait_for(check, seconds)
-    except TimeoutError:
+async def _state(check: Coroutine[object, object, object], seconds: float) -> str:
+    task = asyncio.create_task(check)
+    # Not asyncio.wait_for: it waits for the cancelled check to finish, and cancelling a query
+    # on a connection whose peer went silent can hang (psycopg sends a cancel request over the
+    # same network). The check is cancelled and left to end on its own; the answer goes now.
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
         return "timeout"
-    except Exception as exc:  # any failure means not ready; the class name says which
+    if (exc := task.exception()) is not None:  # any failure means not ready; its class says which
         return f"error: {type(exc).__name__}"
     return "ok"
 
@@ -57,13 +62,17 @@ async def _ping_postgres(engine: DbEngine) -> None:
         await conn.execute(text("SELECT 1"))
 
 
+async def _ping_redis(redis: RedisClient) -> None:
+    await redis.ping()
+
+
 @router.get("/readyz")
 async def readyz(
     request: Request, engine: DbEngine, redis: RedisClient, settings: AppSettings
 ) -> JSONResponse:
     timeout = settings.readiness_timeout_seconds
     postgres, redis_state = await asyncio.gather(
-        _state(_ping_postgres(engine), timeout), _state(redis.ping(), timeout)
+        _state(_ping_postgres(engine), timeout), _state(_ping_redis(redis), timeout)
     )
     checks = {"postgres": postgres, "redis": redis_state}
     draining = request.app.state.draining

@@ -1,0 +1,87 @@
+"""Accounts: sign up, and change a password (which ends every other session of the user)."""
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from ...core.accounts import EmailTaken, by_email, create_user, normalise_email, set_password
+from ...core.passwords import broken_rule
+from ..deps import (
+    AppSettings,
+    ClientAddress,
+    CurrentSession,
+    DbSession,
+    Passwords,
+    Sessions,
+    Throttle,
+)
+from ..ratelimit import rate_limited
+
+router = APIRouter(prefix="/users", tags=["accounts"])
+
+Email = Annotated[str, Field(max_length=254), AfterValidator(normalise_email)]
+# Long enough for any password the rules accept; the real bound, in bytes, is PASSWORD_MAX_BYTES.
+Password = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+class SignUp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+    password: Password
+
+
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: Password
+    new_password: Password
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    email: str
+    is_admin: bool
+    created_at: datetime
+
+
+def _check_rules(password: str, settings: AppSettings) -> None:
+    if (rule := broken_rule(password, settings)) is not None:
+        raise HTTPException(422, rule)
+
+
+@router.post("", status_code=201, dependencies=[rate_limited])
+async def sign_up(body: SignUp, db: DbSession, hasher: Passwords, settings: AppSettings) -> UserOut:
+    _check_rules(body.password, settings)
+    try:
+        user = await create_user(db, hasher, body.email, body.password)
+    except EmailTaken:
+        raise HTTPException(409, "an account with this email exists") from None
+    return UserOut.model_validate(user)
+
+
+@router.put("/me/password", status_code=204, dependencies=[rate_limited])
+async def change_password(
+    body: PasswordChange,
+    session: CurrentSession,
+    db: DbSession,
+    hasher: Passwords,
+    settings: AppSettings,
+    store: Sessions,
+    throttle: Throttle,
+    address: ClientAddress,
+) -> None:
+    # Asking for the current password again means a stolen session alone cannot take the account.
+    await throttle.check(session.email, address)
+    user = (await db.scalars(by_email(session.email))).one()
+    matches, _ = await hasher.verify(user.password_hash, body.current_password)
+    if not matches:
+        await throttle.failed(session.email, address)
+        raise HTTPException(403, "current password is wrong")
+    _check_rules(body.new_password, settings)
+    await set_password(db, user, await hasher.hash(body.new_password))
+    await store.end_all(session.user_id, keep=session.handle)
