@@ -6,8 +6,9 @@ generated service must do:
 
   /livez          return a constant                   (twin: GET /livez)
   /plain          the same as a plain Starlette route (twin: GET /livez, which is one too)
-  /session        one redis.asyncio GET of a key      (twin: GET /api/v1/session, one GETEX)
-  /notes/{id}     one SELECT ... WHERE id = $1        (twin: GET /api/v1/notes/{id}, ORM get)
+  /session        one redis.asyncio GET of a key      (twin: GET /api/v1/session, one script call)
+  /notes/{id}     the session's GET, then one SELECT  (twin: GET /api/v1/notes/{id}: the owner's
+                  session, then their note)
   /readyz         SELECT 1 and PING, for start-up timing only
 
 What is deliberately the same as the generated service: uvicorn settings, the pool size (10, no
@@ -87,6 +88,8 @@ async def session(request: Request) -> Any:
 
 @app.get("/notes/{note_id}")
 async def note(note_id: int, request: Request) -> dict[str, Any]:
+    if await request.app.state.redis.get(SESSION_KEY) is None:
+        raise HTTPException(401, "no session")
     async with request.app.state.engine.connect() as conn:
         row = (await conn.execute(NOTE_BY_ID, {"id": note_id})).mappings().first()
     if row is None:

@@ -28,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -442,9 +443,14 @@ def rates(runs: list[LoadResult]) -> str:
 # --- Seeding -----------------------------------------------------------------------------------
 
 
+BENCH_ACCOUNT = {"email": "bench@example.com", "password": "a bench pass phrase of some length"}
+
+
 def create_session(port: int) -> str:
-    """Log in; return the `session` cookie value."""
-    response = request(port, "POST", "/api/v1/session", {"username": "bench"})
+    """Sign up and log in; return the `session` cookie value."""
+    response = request(port, "POST", "/api/v1/users", BENCH_ACCOUNT)
+    assert response.status == 201, response.status
+    response = request(port, "POST", "/api/v1/session", BENCH_ACCOUNT)
     assert response.status == 201, response.status
     cookie = response.getheader("set-cookie") or ""
     name, _, rest = cookie.partition("=")
@@ -452,7 +458,7 @@ def create_session(port: int) -> str:
     return rest.split(";", 1)[0]
 
 
-def post_notes(port: int, count: int) -> list[int]:
+def post_notes(port: int, cookie: str, count: int) -> list[int]:
     """Create notes over HTTP on one keep-alive connection; each one enqueues notes.enrich."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     ids = []
@@ -460,7 +466,10 @@ def post_notes(port: int, count: int) -> list[int]:
         for n in range(count):
             body = json.dumps({"title": f"note {n}", "body": "the quick brown fox " * 10})
             conn.request(
-                "POST", "/api/v1/notes", body=body, headers={"Content-Type": "application/json"}
+                "POST",
+                "/api/v1/notes",
+                body=body,
+                headers={"Content-Type": "application/json", "Cookie": f"session={cookie}"},
             )
             response = conn.getresponse()
             payload = response.read()
@@ -469,6 +478,53 @@ def post_notes(port: int, count: int) -> list[int]:
     finally:
         conn.close()
     return ids
+
+
+# --- Logins: argon2id throughput, and what a burst does to everything else ----------------------
+
+
+@dataclass(frozen=True)
+class LoginBurst:
+    clients: int
+    seconds: float
+    logins: int
+    livez_ms: list[float]  # latency of sequential GET /livez probes during the burst
+
+    @property
+    def per_s(self) -> float:
+        return self.logins / self.seconds
+
+    @property
+    def livez_p99_ms(self) -> float:
+        return statistics.quantiles(self.livez_ms, n=100)[98]
+
+
+def login_burst(port: int, clients: int = 20, seconds: float = 5.0) -> LoginBurst:
+    """`clients` threads log in back to back for `seconds`, while one more probes /livez."""
+    stop_at = time.perf_counter() + seconds
+    counts = [0] * clients
+    probes: list[float] = []
+
+    def log_in_repeatedly(n: int) -> None:
+        while time.perf_counter() < stop_at:
+            assert request(port, "POST", "/api/v1/session", BENCH_ACCOUNT).status == 201
+            counts[n] += 1
+
+    def probe() -> None:
+        while time.perf_counter() < stop_at:
+            began = time.perf_counter()
+            assert request(port, "GET", "/livez").status == 200
+            probes.append((time.perf_counter() - began) * 1000)
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=log_in_repeatedly, args=(n,)) for n in range(clients)]
+    threads.append(threading.Thread(target=probe))
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return LoginBurst(clients, time.perf_counter() - began, sum(counts), probes)
 
 
 # --- Process lifecycle: cold start and idle exit ----------------------------------------------
@@ -558,6 +614,7 @@ class Results:
     generated_life: Lifecycle
     bare_life: Lifecycle
     worker: WorkerResult
+    logins: LoginBurst
     load_average: tuple[str, str]  # 1-minute load average at the start and at the end
     elapsed_s: float
 
@@ -660,6 +717,12 @@ def process_table(opts: Options, res: Results) -> list[str]:
         f"| Worker: {w.notes} queued notes, one `worker` process, concurrency {w.concurrency} | "
         f"{w.steady_per_s:.0f} notes/s; all done {w.wall_s:.1f} s after exec; exit {w.exit_code} "
         "| — | (none) | — |",
+        f"| Logins per second, one web process, default argon2id (m=19 MiB, t=2, p=1), "
+        f"{res.logins.clients} clients for {res.logins.seconds:.0f} s | "
+        f"{res.logins.per_s:.0f}/s | — | (none) | — |",
+        f"| `/livez` p99 during that login burst ({len(res.logins.livez_ms)} probes) | "
+        f"{res.logins.livez_p99_ms:.1f} ms | — | < 50 ms | "
+        f"{verdict(res.logins.livez_p99_ms < 50)} |",
         "",
         f"- Cold starts, s: generated {fmt(gen.start_s)}; bare {fmt(bare.start_s)}",
         f"- Idle exits, ms: generated {fmt([s * 1000 for s in gen.exit_s], 0)}; "
@@ -723,6 +786,7 @@ class LoadPhase:
     pairs: list[PairResult]
     rss_mb: tuple[float, float]
     queued_note_ids: list[int]
+    logins: LoginBurst
 
 
 def load_phase(opts: Options, project: Project, bare_port: int) -> LoadPhase:
@@ -732,8 +796,8 @@ def load_phase(opts: Options, project: Project, bare_port: int) -> LoadPhase:
         web = servers.enter_context(running(start(project, web_args(), "web.log")))
         wait_ready(web, gen_port)
         cookie = create_session(gen_port)
-        note_id = post_notes(gen_port, 1)[0]
-        # The baseline GETs the very key the generated service GETEXes: same value, same size.
+        note_id = post_notes(gen_port, cookie, 1)[0]
+        # The baseline GETs the very key the generated service reads: same value, same size.
         session_key = "session:" + cookie.split(".", 1)[0]
         bare_proc = start(
             project,
@@ -761,18 +825,21 @@ def load_phase(opts: Options, project: Project, bare_port: int) -> LoadPhase:
             ),
             Pair(
                 "note",
-                "GET /api/v1/notes/{id} vs one SELECT",
+                "GET /api/v1/notes/{id} vs one Redis GET and one SELECT",
                 f"/api/v1/notes/{note_id}",
                 f"/notes/{note_id}",
+                {"Cookie": f"session={cookie}"},
             ),
         ]
         results = run_pairs(opts, pairs, Server(gen_port, web.pid), Server(bare_port, bare.pid))
         rss = (rss_mb(web.pid), rss_mb(bare.pid))
         log(f"RSS after load: generated {rss[0]:.0f} MB, bare {rss[1]:.0f} MB")
+        burst = login_burst(gen_port)
+        log(f"logins: {burst.per_s:.0f}/s; /livez p99 during them {burst.livez_p99_ms:.1f} ms")
 
         log(f"queueing {opts.notes} notes over HTTP (no worker running yet)")
-        ids = post_notes(gen_port, opts.notes)
-    return LoadPhase(results, rss, ids)
+        ids = post_notes(gen_port, cookie, opts.notes)
+    return LoadPhase(results, rss, ids, burst)
 
 
 def main() -> None:
@@ -800,6 +867,7 @@ def main() -> None:
             generated_life=gen_life,
             bare_life=bare_life,
             worker=worker,
+            logins=loaded.logins,
             load_average=(load_at_start, load_average()),
             elapsed_s=time.perf_counter() - began,
         )

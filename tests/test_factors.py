@@ -8,7 +8,8 @@ import pytest
 from .conftest import render
 
 FACTORS = ["I. ", "II. ", "III. ", "IV. ", "V. ", "VI. ", "VII. ", "VIII. ", "IX. ", "X. ",
-           "XI. ", "XII. ", "Health checks", "Graceful shutdown", "Observability"]  # fmt: skip
+           "XI. ", "XII. ", "Health checks", "Graceful shutdown", "Observability",
+           "Security"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
