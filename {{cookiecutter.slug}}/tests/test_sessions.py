@@ -107,6 +107,21 @@ def test_absolute_lifetime_ends_a_session_however_active(web: Web, redis_url: st
     assert store.exists(key) == 0
 
 
+@pytest.mark.parametrize(
+    "record",
+    [b'{"username": "from the previous release"}', b"not json", b'{"expires_at": "soon"}'],
+)
+def test_a_session_record_of_another_shape_is_no_session(
+    web: Web, redis_url: str, secret_key: str, record: bytes
+) -> None:
+    # A rolling deploy meets sessions that the previous release wrote: refused, never a 500.
+    cookie = sign(secret_key, "session-of-an-older-release")
+    redis.Redis.from_url(redis_url).set(record_key(cookie), record, ex=60)
+    response = whoami(web, cookie)
+    assert response.status_code == 401
+    assert redis.Redis.from_url(redis_url).exists(record_key(cookie)) == 0
+
+
 def test_login_issues_a_new_id_and_drops_the_old_one(web: Web) -> None:
     email = web.sign_up()
     old = cookie_of(web.signed_in(email))

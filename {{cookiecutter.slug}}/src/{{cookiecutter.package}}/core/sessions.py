@@ -28,18 +28,20 @@ _USER_SESSIONS = "user-sessions:{}"
 LAST_USED_GRANULARITY = 60  # seconds: `last_used_at` is rewritten at most once a minute
 
 # One round trip per authenticated request: read the session, end it if past its absolute
-# lifetime, else restart its idle timer (never beyond that lifetime), and once a minute note
-# when it was last used. A script, so that all of this is one atomic step in Redis.
+# lifetime (or written in a shape this code does not know, by an older release), else restart
+# its idle timer (never beyond that lifetime), and once a minute note when it was last used.
+# A script, so that all of this is one atomic step in Redis.
 _TOUCH = """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return false end
-local session = cjson.decode(raw)
+local ok, session = pcall(cjson.decode, raw)
 local now = tonumber(ARGV[1])
-local left = session.expires_at - now
-if left <= 0 then
+if not ok or type(session) ~= 'table' or type(session.expires_at) ~= 'number'
+    or type(session.last_used_at) ~= 'number' or session.expires_at <= now then
   redis.call('DEL', KEYS[1])
   return false
 end
+local left = session.expires_at - now
 local ttl_ms = math.ceil(math.min(tonumber(ARGV[2]), left) * 1000)
 if now - session.last_used_at >= tonumber(ARGV[3]) then
   session.last_used_at = now
@@ -54,6 +56,13 @@ return raw
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _parse(raw: bytes | str) -> "Session | None":
+    try:
+        return Session(**orjson.loads(raw))
+    except TypeError:  # fields of another release's sessions: treated as no session
+        return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +120,7 @@ class SessionStore:
             keys=[_SESSION.format(session_id)],
             args=[time.time(), self._idle, LAST_USED_GRANULARITY],
         )
-        return Session(**orjson.loads(raw)) if raw else None
+        return _parse(raw) if raw else None
 
     async def start(
         self, user_id: int, email: str, is_admin: bool, user_agent: str, old_cookie: str | None
@@ -151,8 +160,8 @@ class SessionStore:
             return []
         records = await self._redis.mget([_SESSION.format(sid) for sid in session_ids.values()])
         now = time.time()
-        live = [Session(**orjson.loads(raw)) for raw in records if raw is not None]
-        live = [session for session in live if session.expires_at > now]
+        parsed = [_parse(raw) for raw in records if raw is not None]
+        live = [session for session in parsed if session and session.expires_at > now]
         if dead := session_ids.keys() - {session.handle for session in live}:
             await self._redis.hdel(_USER_SESSIONS.format(user_id), *dead)
         return sorted(live, key=lambda session: session.created_at)
