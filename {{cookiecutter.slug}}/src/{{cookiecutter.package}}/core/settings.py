@@ -7,13 +7,14 @@ Secrets are `SecretStr`, so neither `repr()` nor an error message can print them
 
 import json
 import sys
-from datetime import UTC, datetime
 from typing import Annotated, Literal, NoReturn
 from urllib.parse import urlsplit
 
 from limits import parse
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .logging import utc_timestamp
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
@@ -152,7 +153,7 @@ def load_settings() -> Settings:
 def fail(event: str) -> NoReturn:
     """Print one JSON log line and exit with EX_CONFIG; used before logging is configured."""
     line = {
-        "timestamp": datetime.now(UTC).isoformat(),
+        "timestamp": utc_timestamp(),
         "level": "critical",
         "logger": __name__,
         "event": event,
