@@ -2,7 +2,7 @@
 
 import pytest
 
-from .conftest import Web
+from .conftest import Web, error
 
 
 def test_create_read_and_list_notes(web: Web) -> None:
@@ -31,7 +31,7 @@ def test_missing_note_is_a_json_404(web: Web) -> None:
     response = web.client.get("/api/v1/notes/987654321")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/json"
-    assert response.json() == {"detail": "note not found"}
+    assert error(response) == "note not found"
 
 
 @pytest.mark.parametrize(
@@ -52,12 +52,12 @@ def test_invalid_requests_get_4xx_json(
 ) -> None:
     response = web.client.request(method, path, **kwargs)  # type: ignore[arg-type]
     assert 400 <= response.status_code < 500
-    assert "detail" in response.json()
+    assert error(response)
 
 
 def test_unknown_route_and_method_are_json(web: Web) -> None:
     assert web.client.get("/nope").status_code == 404
-    assert web.client.get("/nope").json() == {"detail": "Not Found"}
+    assert error(web.client.get("/nope")) == "Not Found"
     assert web.client.put("/api/v1/notes").status_code == 405
 
 

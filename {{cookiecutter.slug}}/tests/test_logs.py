@@ -18,7 +18,7 @@ def test_web_logs_json_lines_and_drains_to_exit_0(start: Callable[..., Any]) -> 
     web.wait_ready()
     web.client.get("/livez")
     web.client.post("/api/v1/notes", json={"title": "logged", "body": "x"})
-    web.client.get("/api/v1/notes/0")
+    web.client.get("/api/v1/notes/2147483647")
 
     assert web.stop(signal.SIGTERM) == 0  # a clean drain is 0, not 143
 
@@ -34,7 +34,7 @@ def test_web_logs_json_lines_and_drains_to_exit_0(start: Callable[..., Any]) -> 
     assert [(r["method"], r["path"], r["status"]) for r in access] == [
         ("GET", "/livez", 200),
         ("POST", "/api/v1/notes", 201),
-        ("GET", "/api/v1/notes/0", 404),
+        ("GET", "/api/v1/notes/2147483647", 404),
     ]
     for line in access:
         assert line["duration_ms"] >= 0

@@ -33,7 +33,8 @@ class SessionStore:
     def session_id(self, cookie: str | None) -> str | None:
         """The id in a correctly signed cookie; None for anything else."""
         session_id, _, signature = (cookie or "").partition(".")
-        if session_id and hmac.compare_digest(signature, self._sign(session_id)):
+        # Bytes: compare_digest refuses str with non-ASCII characters, which a cookie can hold.
+        if session_id and hmac.compare_digest(signature.encode(), self._sign(session_id).encode()):
             return session_id
         return None
 

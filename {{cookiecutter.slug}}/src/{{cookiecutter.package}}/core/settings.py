@@ -77,6 +77,13 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(1, ge=1, le=64)
     shutdown_grace_seconds: int = Field(20, ge=1, description="web drain bound after SIGTERM")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # What one request may make the web process hold in memory before the app sees it.
+    max_request_body_bytes: int = Field(
+        1_048_576, ge=1, description="a larger body is refused with 413 before it is read"
+    )
+    max_request_head_bytes: int = Field(
+        32_768, ge=1024, description="request line and headers; larger is refused with 414/431"
+    )
 
     # Timeouts on every network call, so a hung dependency costs seconds, not a stuck process.
     # A fixed pool: overflow connections are opened and closed per burst, which costs more

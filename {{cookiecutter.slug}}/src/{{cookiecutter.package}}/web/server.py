@@ -25,6 +25,7 @@ from fastapi import FastAPI
 from ..core.logging import configure_logging
 from ..core.settings import Settings, load_settings
 from .app import create_app
+from .protocol import http_protocol
 
 log = structlog.get_logger(__name__)
 
@@ -50,7 +51,7 @@ def build_server(settings: Settings) -> Server:
         host="0.0.0.0",
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(settings.max_request_head_bytes),
         lifespan="on",
         log_config=None,  # keep the JSON logging set up in core/logging.py
         access_log=False,  # observe.py writes one line per request instead

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from ...core.models import Note
 from ..deps import CeleryApp, DbEngine, DbSession, RequestId
 from ..ratelimit import rate_limited
+from .fields import RowId, StorableText
 
 router = APIRouter(prefix="/notes", tags=["notes"])
 log = structlog.get_logger(__name__)
@@ -21,8 +22,8 @@ log = structlog.get_logger(__name__)
 class NoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=200)
-    body: str = Field(max_length=10_000)
+    title: StorableText = Field(min_length=1, max_length=200)  # the column is String(200)
+    body: StorableText = Field(max_length=10_000)
 
 
 class NoteOut(BaseModel):
@@ -90,7 +91,7 @@ NOTE_BY_ID = select(*Note.__table__.c).where(Note.id == bindparam("note_id"))
 
 
 @router.get("/{note_id}")
-async def get_note(note_id: int, engine: DbEngine) -> NoteOut:
+async def get_note(note_id: RowId, engine: DbEngine) -> NoteOut:
     async with engine.connect() as conn:
         note = (await conn.execute(NOTE_BY_ID, {"note_id": note_id})).first()
     if note is None:
@@ -102,7 +103,7 @@ async def get_note(note_id: int, engine: DbEngine) -> NoteOut:
 async def list_notes(
     db: DbSession,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    before: Annotated[int | None, Query(ge=1, description="id to page back from")] = None,
+    before: Annotated[RowId | None, Query(description="id to page back from")] = None,
 ) -> NotePage:
     query = select(Note).order_by(Note.id.desc()).limit(limit)
     if before is not None:
