@@ -108,7 +108,12 @@ class Settings(BaseSettings):
 
     # Worker (factor VIII) and clock.
     worker_concurrency: int = Field(2, ge=1)
-    worker_metrics_port: int = Field(9101, ge=1, le=65535, description="worker's /metrics port")
+    worker_metrics_port: int = Field(
+        9101, ge=1, le=65535, description="the first port a worker tries for its /metrics"
+    )
+    worker_metrics_ports: int = Field(
+        10, ge=1, le=1000, description="how many ports from WORKER_METRICS_PORT workers may take"
+    )
     task_queue: str = Field(
         "{{ cookiecutter.package }}", min_length=1, description="lets services share one broker"
     )
