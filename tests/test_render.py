@@ -21,7 +21,7 @@ def test_defaults_render_a_complete_project(tmp_path: Path) -> None:
         "requirements-dev.lock",
         ".env.example",
         "README.md",
-        "src/acme_notes/app.py",
+        "src/acme_notes/web/app.py",
         "tests/conftest.py",
     ):
         assert (project / name).is_file(), name
