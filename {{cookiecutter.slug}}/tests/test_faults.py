@@ -70,7 +70,11 @@ def test_outage_is_a_fast_503_and_recovers_by_itself(
     began = time.monotonic()
     failed = use_dependency(web, dependency)
     assert failed.status_code == 503
-    assert error(failed) == f"{dependency} unavailable, try again later"
+    # From the failed call itself, or from the request deadline if the stall outlasts it.
+    assert error(failed) in (
+        f"{dependency} unavailable, try again later",
+        "request timed out, try again later",
+    )
     assert time.monotonic() - began < 3
 
     tcp.heal()
