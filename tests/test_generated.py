@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
+from xml.etree import ElementTree
 
 import pytest
 
@@ -45,10 +46,17 @@ def test_generated_project_is_lint_clean(installed: Path) -> None:
     run(["mypy"], installed, 300)
 
 
-def test_generated_project_passes_its_own_suite(installed: Path) -> None:
+def test_generated_project_passes_its_own_suite(installed: Path, tmp_path: Path) -> None:
     began = time.monotonic()
-    run(["pytest", "-q", "-p", "no:cacheprovider"], installed, 900)
+    report = tmp_path / "junit.xml"
+    run(["pytest", "-q", "-p", "no:cacheprovider", f"--junitxml={report}"], installed, 900)
     print(f"generated suite: {time.monotonic() - began:.0f} s")
+    # The fuzzer ran in that suite, on this default render, and passed (not skipped).
+    cases = ElementTree.parse(report).getroot().iter("testcase")  # noqa: S314 - pytest's own
+    fuzz = [case for case in cases if case.get("classname") == "tests.test_fuzz"]
+    assert fuzz, "tests/test_fuzz.py did not run"
+    for case in fuzz:
+        assert not list(case), f"{case.get('name')}: {[child.tag for child in case]}"
 
 
 REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
@@ -67,11 +75,13 @@ def redis_db(installed: Path) -> Iterator[int]:
 
 
 def test_readme_quick_start_runs_the_service(installed: Path, redis_db: int) -> None:
-    """`make release` then `make run`, as the generated README says, against a fresh database
-    and a Redis database of its own."""
+    """`make release` then `make run` with two workers and two clocks, as the generated README
+    says, against a fresh database and a Redis database of its own: every process starts, and
+    both workers' metrics can be scraped."""
     admin = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
     database = f"quickstart_{secrets.token_hex(4)}"
     port = free_port()
+    metrics = free_ports(2)
     env_file = installed / ".env"
     original = env_file.read_text()
     lines = dict(line.split("=", 1) for line in original.splitlines())
@@ -79,7 +89,7 @@ def test_readme_quick_start_runs_the_service(installed: Path, redis_db: int) -> 
         DATABASE_URL=urlunsplit(urlsplit(admin)._replace(path=f"/{database}")),
         REDIS_URL=f"{REDIS_SERVER_URL.rstrip('/')}/{redis_db}",
         PORT=str(port),
-        WORKER_METRICS_PORT=str(free_port()),
+        WORKER_METRICS_PORT=str(metrics),
         TASK_QUEUE=database,
     )
     env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
@@ -88,7 +98,7 @@ def test_readme_quick_start_runs_the_service(installed: Path, redis_db: int) -> 
     try:
         run(["make", "release"], installed, 120)
         honcho = subprocess.Popen(
-            ["make", "run"],
+            ["make", "run", "CONCURRENCY=web=1,worker=2,clock=2"],
             cwd=installed,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -103,6 +113,17 @@ def test_readme_quick_start_runs_the_service(installed: Path, redis_db: int) -> 
             except OSError:
                 assert time.monotonic() < deadline, "web did not become ready"
                 time.sleep(0.3)
+        for worker_port in (metrics, metrics + 1):  # worker.1 and worker.2, one port each
+            while True:
+                try:
+                    url = f"http://127.0.0.1:{worker_port}/metrics"
+                    with urllib.request.urlopen(url, timeout=2) as r:
+                        assert b"celery_queue_depth" in r.read()
+                        break
+                except OSError:
+                    assert time.monotonic() < deadline, f"no worker metrics on {worker_port}"
+                    time.sleep(0.3)
+        assert honcho.poll() is None, "a process exited, and honcho stopped them all"
     finally:
         if honcho is not None:
             os.killpg(honcho.pid, signal.SIGTERM)
@@ -125,3 +146,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports that are free now."""
+    while True:
+        first = free_port()
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as sock:
+                    sock.bind(("0.0.0.0", port))  # noqa: S104 - where the workers bind
+        except OSError:
+            continue
+        return first

@@ -50,6 +50,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def error(response: httpx.Response) -> str:
+    """The `detail` of an error answer, after checking it has the one error shape."""
+    body = response.json()
+    assert set(body) <= {"detail", "request_id", "errors"}, body
+    assert body["request_id"] == response.headers["x-request-id"], body
+    assert isinstance(body["detail"], str), body
+    return str(body["detail"])
+
+
 def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
     """Poll `check` until it returns something truthy; fail the test after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -3,7 +3,7 @@ requests get 4xx JSON."""
 
 import pytest
 
-from .conftest import Web
+from .conftest import Web, error
 
 
 def test_create_read_and_list_notes(web: Web) -> None:
@@ -33,7 +33,7 @@ def test_missing_note_is_a_json_404(web: Web) -> None:
     response = web.signed_in().get("/api/v1/notes/987654321")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/json"
-    assert response.json()["detail"] == "note not found"
+    assert error(response) == "note not found"
 
 
 def test_notes_belong_to_their_author(web: Web) -> None:
@@ -43,7 +43,7 @@ def test_notes_belong_to_their_author(web: Web) -> None:
     theirs = bob.get(f"/api/v1/notes/{note['id']}")
     missing = bob.get("/api/v1/notes/987654321")
     assert theirs.status_code == missing.status_code == 404
-    assert theirs.json()["detail"] == missing.json()["detail"]
+    assert error(theirs) == error(missing)
     assert note["id"] not in [n["id"] for n in bob.get("/api/v1/notes").json()["items"]]
     assert note["id"] in [n["id"] for n in ann.get("/api/v1/notes").json()["items"]]
 
@@ -55,7 +55,7 @@ def test_notes_belong_to_their_author(web: Web) -> None:
 def test_notes_need_a_session(web: Web, method: str, path: str) -> None:
     response = web.client.request(method, path, json={"title": "t", "body": "b"})
     assert response.status_code == 401
-    assert response.json()["detail"] == "no session"
+    assert error(response) == "no session"
 
 
 @pytest.mark.parametrize(
@@ -77,12 +77,12 @@ def test_invalid_requests_get_4xx_json(
 ) -> None:
     response = web.signed_in().request(method, path, **kwargs)  # type: ignore[arg-type]
     assert 400 <= response.status_code < 500
-    assert "detail" in response.json()
+    assert error(response)
 
 
 def test_unknown_route_and_method_are_json(web: Web) -> None:
     assert web.client.get("/nope").status_code == 404
-    assert web.client.get("/nope").json() == {"detail": "Not Found"}
+    assert error(web.client.get("/nope")) == "Not Found"
     assert web.client.put("/api/v1/notes").status_code == 405
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import TcpProxy, Web, wait_until
+from .conftest import TcpProxy, Web, error, wait_until
 
 FAST_FAIL = {
     "DB_TIMEOUT_SECONDS": "1",
@@ -71,7 +71,11 @@ def test_outage_is_a_fast_503_and_recovers_by_itself(
     began = time.monotonic()
     failed = use_dependency(client, dependency)
     assert failed.status_code == 503
-    assert "detail" in failed.json()
+    # From the failed call itself, or from the request deadline if the stall outlasts it.
+    assert error(failed) in (
+        f"{dependency} unavailable, try again later",
+        "request timed out, try again later",
+    )
     assert time.monotonic() - began < 3
 
     tcp.heal()
@@ -89,24 +93,24 @@ def test_a_request_stuck_on_a_silent_connection_ends_at_its_deadline(
     web.wait_ready()
     client = web.signed_in()
     # One query whose connection is back in the pool before the answer (`engine.connect()`).
-    assert client.get("/api/v1/notes/0").status_code == 404
+    assert client.get("/api/v1/notes/2147483647").status_code == 404
     tcp.stall()  # that connection stays open, and its queries are never answered
 
     began = time.monotonic()
-    response = client.get("/api/v1/notes/0", timeout=10)
+    response = client.get("/api/v1/notes/2147483647", timeout=10)
     elapsed = time.monotonic() - began
     # No client timeout covers a query sent on a connection whose peer goes silent: only the
     # request deadline (REQUEST_TIMEOUT_SECONDS=2) ends it.
     assert response.status_code == 503
     assert response.headers["retry-after"] == "1"
-    assert response.json() == {"detail": "request timed out, try again later"}
+    assert error(response) == "request timed out, try again later"
     assert 1.9 < elapsed < 4
     assert web.client.get("/livez").status_code == 200  # the process serves on
 
     # The answer is logged although the request's clean-up is still stuck on that connection.
     def logged_503() -> bool:
         access = [r for r in web.records() if r["event"] == "request"]
-        return ("/api/v1/notes/0", 503) in [(r["path"], r["status"]) for r in access]
+        return ("/api/v1/notes/2147483647", 503) in [(r["path"], r["status"]) for r in access]
 
     wait_until(logged_503, timeout=5)  # output arrives through a pipe, read by a thread
 

@@ -1,11 +1,16 @@
-"""Factor XI (logs as event streams) and IX (disposability) for the web process."""
+"""Factor XI (logs as event streams) and IX (disposability) for the web process, and one
+timestamp format across every process type."""
 
+import re
 import signal
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from .conftest import Web
+from .conftest import Process, Web
+
+# ISO 8601 in UTC, always with microseconds, always `Z` (core/logging.py: utc_timestamp).
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 
 def test_web_logs_json_lines_and_drains_to_exit_0(start: Callable[..., Any]) -> None:
@@ -14,7 +19,7 @@ def test_web_logs_json_lines_and_drains_to_exit_0(start: Callable[..., Any]) -> 
     user = web.signed_in()
     web.client.get("/livez")
     user.post("/api/v1/notes", json={"title": "logged", "body": "x"})
-    user.get("/api/v1/notes/0")
+    user.get("/api/v1/notes/2147483647")
 
     assert web.stop(signal.SIGTERM) == 0  # a clean drain is 0, not 143
 
@@ -32,7 +37,7 @@ def test_web_logs_json_lines_and_drains_to_exit_0(start: Callable[..., Any]) -> 
         ("POST", "/api/v1/session", 201),
         ("GET", "/livez", 200),
         ("POST", "/api/v1/notes", 201),
-        ("GET", "/api/v1/notes/0", 404),
+        ("GET", "/api/v1/notes/2147483647", 404),
     ]
     for line in access:
         assert line["duration_ms"] >= 0
@@ -48,3 +53,39 @@ def test_log_level_is_the_minimum_for_every_line(start: Callable[..., Any]) -> N
 
     # uvicorn's start-up lines and the access lines are INFO: none of them may appear.
     assert [r for r in web.records() if r["level"] in {"debug", "info"}] == []
+
+
+def finished(process: Process, timeout: float = 30) -> int:
+    """Its exit status, once it has exited by itself and all its output is read."""
+    code = process.popen.wait(timeout)
+    for reader in process.readers:
+        reader.join(5)
+    return code
+
+
+def test_every_process_type_writes_one_timestamp_format(start: Callable[..., Any]) -> None:
+    web: Web = start("web")
+    worker: Process = start("worker")
+    clock: Process = start("clock")
+    release = start("release")
+    # The line each process type writes before it has its settings.
+    kinds = ("web", "worker", "clock", "release")
+    bad_config = [start(kind, LOG_LEVEL="LOUD") for kind in kinds]
+    web.wait_ready()
+    web.client.get("/livez")  # an access line, written without structlog
+    worker.wait_for_log("ready.", timeout=20)  # Celery's own line: its SIGTERM handler is set
+    clock.wait_for_log("Acquired lock", timeout=20)
+    for process in (web, worker, clock):
+        process.send(signal.SIGTERM)  # all at once: their shutdowns overlap
+    for process in (web, worker, clock, release):
+        assert finished(process) == 0, process.kind
+    for process in bad_config:
+        assert finished(process) == 78, process.kind
+
+    loggers = set()
+    for process in (web, worker, clock, release, *bad_config):
+        assert process.lines, process.kind
+        for record in process.records():
+            assert TIMESTAMP.fullmatch(record["timestamp"]), record
+            loggers.add(record["logger"].split(".")[0])
+    assert {"uvicorn", "celery", "alembic", "{{ cookiecutter.package }}"} <= loggers

@@ -106,8 +106,9 @@ class SessionStore:
         session_id, _, signature = (cookie or "").partition(".")
         if not session_id:
             return None
+        # Bytes: compare_digest refuses str with non-ASCII characters, which a cookie can hold.
         for key in self._keys:
-            if hmac.compare_digest(signature, self._mac(key, session_id)):
+            if hmac.compare_digest(signature.encode(), self._mac(key, session_id).encode()):
                 return session_id
         return None
 

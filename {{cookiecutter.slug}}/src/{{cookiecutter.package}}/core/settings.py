@@ -8,7 +8,6 @@ Secrets are `SecretStr`, so neither `repr()` nor an error message can print them
 import json
 import os
 import sys
-from datetime import UTC, datetime
 from typing import Annotated, Literal, NoReturn
 from urllib.parse import urlsplit
 
@@ -22,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from .logging import utc_timestamp
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
@@ -105,6 +106,13 @@ class Settings(BaseSettings):
     web_concurrency: int = Field(1, ge=1, le=64)
     shutdown_grace_seconds: int = Field(20, ge=1, description="web drain bound after SIGTERM")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    # What one request may make the web process hold in memory before the app sees it.
+    max_request_body_bytes: int = Field(
+        1_048_576, ge=1, description="a larger body is refused with 413 before it is read"
+    )
+    max_request_head_bytes: int = Field(
+        32_768, ge=1024, description="request line and headers; larger is refused with 414/431"
+    )
 
     # Timeouts on every network call, so a hung dependency costs seconds, not a stuck process.
     # A fixed pool: overflow connections are opened and closed per burst, which costs more
@@ -159,7 +167,12 @@ class Settings(BaseSettings):
 
     # Worker (factor VIII) and clock.
     worker_concurrency: int = Field(2, ge=1)
-    worker_metrics_port: int = Field(9101, ge=1, le=65535, description="worker's /metrics port")
+    worker_metrics_port: int = Field(
+        9101, ge=1, le=65535, description="the first port a worker tries for its /metrics"
+    )
+    worker_metrics_ports: int = Field(
+        10, ge=1, le=1000, description="how many ports from WORKER_METRICS_PORT workers may take"
+    )
     task_queue: str = Field(
         "{{ cookiecutter.package }}", min_length=1, description="lets services share one broker"
     )
@@ -217,7 +230,7 @@ def load_settings() -> Settings:
 def fail(event: str, status: int = EX_CONFIG) -> NoReturn:
     """Print one JSON log line and exit with `status`; used before logging is configured."""
     line = {
-        "timestamp": datetime.now(UTC).isoformat(),
+        "timestamp": utc_timestamp(),
         "level": "critical",
         "logger": __name__,
         "event": event,

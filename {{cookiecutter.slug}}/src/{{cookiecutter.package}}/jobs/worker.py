@@ -22,6 +22,7 @@ from ..core.broker import configure_celery
 from ..core.db import create_db_engine
 from ..core.logging import configure_logging
 from ..core.metrics import TaskMetrics, scrape_registry
+from ..core.ports import in_use, port_unavailable
 from ..core.settings import Settings, load_settings
 
 log = structlog.get_logger(__name__)
@@ -143,10 +144,31 @@ def connect_metrics(app: WorkerApp) -> None:
     signals.task_retry.connect(retried, weak=False)
 
 
-def serve_metrics(app: WorkerApp) -> None:
+def serve_metrics(app: WorkerApp) -> int:
+    """Serve /metrics on the first free port of the workers' range; the port it took.
+
+    Several workers on one host (factor VIII) take WORKER_METRICS_PORT, the next port, and so
+    on, in the order they start: N workers on a host are on the first N ports of the range, and
+    each says which one it took in its "metrics listening" line. In a container every worker
+    has the network to itself and gets WORKER_METRICS_PORT. When the whole range is taken (by
+    something else, or by too many workers) the process stops, naming the range and setting.
+    """
     registry = scrape_registry(app.registry)
     registry.register(QueueDepth(app))
-    start_http_server(app.settings.worker_metrics_port, registry=registry)
+    first = app.settings.worker_metrics_port
+    ports = range(first, min(first + app.settings.worker_metrics_ports, 65536))
+    for port in ports:
+        try:
+            start_http_server(port, registry=registry)
+        except OSError as exc:
+            if in_use(exc) and port != ports[-1]:
+                continue
+            if len(ports) == 1:
+                port_unavailable(port, "WORKER_METRICS_PORT", exc)
+            port_unavailable(f"{first}-{port}", "WORKER_METRICS_PORT, WORKER_METRICS_PORTS", exc)
+        log.info("metrics listening", port=port, path="/metrics")
+        return port
+    raise AssertionError("unreachable: the range has at least one port")
 
 
 def main() -> None:

@@ -25,8 +25,9 @@ from ..core.settings import Settings
 from . import api, health
 from .cookie import SessionCookie
 from .csrf import CrossOriginProtection
+from .body_limit import BodyLimitMiddleware
 from .deadline import DeadlineMiddleware
-from .errors import install_error_handlers
+from .errors import RESPONSES, install_error_handlers
 from .observe import ObserveMiddleware
 from .ratelimit import create_login_throttle, create_rate_limiter
 
@@ -87,11 +88,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.router.routes.insert(0, health.livez_route())  # the most requested path, matched first
     app.include_router(health.router)
     for router in api.ROUTERS:
-        app.include_router(router, prefix=api.PREFIX)
+        app.include_router(router, prefix=api.PREFIX, responses=RESPONSES)
     app.add_api_route("/metrics", metrics_endpoint(registry), include_in_schema=False)
     install_error_handlers(app)
-    # Added last runs first: the deadline's 503 is observed (logged, counted) like any answer.
+    # Added last runs first: the cross-origin 403, the body limit's 413 and the deadline's 503 are
+    # observed (logged, counted, given a request id) like any answer.
     app.add_middleware(CrossOriginProtection, trusted_origins=settings.trusted_origins)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout_seconds)
     app.add_middleware(
         ObserveMiddleware,

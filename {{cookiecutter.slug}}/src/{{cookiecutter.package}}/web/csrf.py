@@ -27,7 +27,7 @@ class CrossOriginProtection:
         if scope["type"] != "http" or scope["method"] in SAFE_METHODS or self._allowed(scope):
             await self.app(scope, receive, send)
         else:
-            await send_json_error(send, 403, "cross-origin request refused")
+            await send_json_error(send, scope, 403, "cross-origin request refused")
 
     def _allowed(self, scope: Scope) -> bool:
         site = origin = host = None

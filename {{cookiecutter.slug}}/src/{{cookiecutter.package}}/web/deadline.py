@@ -48,7 +48,11 @@ class DeadlineMiddleware:
             if not started:
                 answer = asyncio.ensure_future(
                     send_json_error(
-                        send, 503, "request timed out, try again later", [(b"retry-after", b"1")]
+                        send,
+                        scope,
+                        503,
+                        "request timed out, try again later",
+                        [(b"retry-after", b"1")],
                     )
                 )
                 self.answering.add(answer)

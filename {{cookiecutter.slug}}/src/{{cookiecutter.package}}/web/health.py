@@ -77,5 +77,15 @@ async def readyz(
     checks = {"postgres": postgres, "redis": redis_state}
     draining = request.app.state.draining
     ready = not draining and all(state == "ok" for state in checks.values())
-    status = "ready" if ready else ("draining" if draining else "unavailable")
-    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
+    if ready:
+        return JSONResponse({"status": "ready", "checks": checks})
+    status = "draining" if draining else "unavailable"
+    failing = ", ".join(name for name, state in checks.items() if state != "ok")
+    body = {
+        "status": status,
+        "checks": checks,
+        # The error shape's two fields as well (errors.py), like every other 4xx and 5xx.
+        "detail": "shutting down" if draining else f"not ready: {failing} unavailable",
+        "request_id": request.state.request_id,
+    }
+    return JSONResponse(body, status_code=503)

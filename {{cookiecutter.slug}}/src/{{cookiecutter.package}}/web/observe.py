@@ -67,6 +67,6 @@ class ObserveMiddleware:
         except Exception:
             log.exception("unhandled error")
             if status == 0:  # nothing sent yet: the client still gets an answer
-                await send_json_error(send_observed, 500, "internal server error")
+                await send_json_error(send_observed, scope, 500, "internal server error")
         finally:
             record()

@@ -19,5 +19,9 @@ def request_id(scope: Scope) -> str:
     for name, value in scope["headers"]:
         if name == HEADER and _WELL_FORMED.fullmatch(value):
             return str(value.decode())
+    return new_request_id()
+
+
+def new_request_id() -> str:
     # Random enough to tell requests apart, and no system call per request: not a secret.
     return f"{random.getrandbits(128):032x}"

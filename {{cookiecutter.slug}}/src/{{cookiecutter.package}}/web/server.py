@@ -23,8 +23,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from ..core.logging import configure_logging
+from ..core.ports import port_unavailable
 from ..core.settings import Settings, load_settings
 from .app import create_app
+from .protocol import http_protocol
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +35,12 @@ class Server(uvicorn.Server):
     def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
         super().__init__(config)
         self.app = app
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if sockets is not None and self.started:
+            # uvicorn says where it serves only for sockets it bound itself (see listen()).
+            self._log_started_message(sockets)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         # Not calling super(): it records the signal to re-raise it once shut down.
@@ -50,7 +58,7 @@ def build_server(settings: Settings) -> Server:
         host="0.0.0.0",
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=http_protocol(settings.max_request_head_bytes),
         lifespan="on",
         log_config=None,  # keep the JSON logging set up in core/logging.py
         access_log=False,  # observe.py writes one line per request instead
@@ -62,7 +70,16 @@ def build_server(settings: Settings) -> Server:
     return Server(config, app)
 
 
-def serve(settings: Settings, sockets: list[socket.socket] | None = None) -> None:
+def listen(settings: Settings) -> socket.socket:
+    """The web port, bound here rather than inside uvicorn: a taken port is then one clear line
+    and exit status, not uvicorn's error plus a traceback (or none at all in a child)."""
+    try:
+        return socket.create_server(("0.0.0.0", settings.port), backlog=2048)
+    except OSError as exc:
+        port_unavailable(settings.port, "PORT", exc)
+
+
+def serve(settings: Settings, sockets: list[socket.socket]) -> None:
     server = build_server(settings)
     # Everything imported and built so far lives as long as the process: out of the cyclic
     # GC's reach, full collections under load stop rescanning it (p99 of a session read: 98 ms
@@ -82,9 +99,8 @@ def _serve_child(sock: socket.socket) -> None:
     serve(settings, [sock])
 
 
-def _supervise(settings: Settings) -> int:
+def _supervise(settings: Settings, sock: socket.socket) -> int:
     """Run WEB_CONCURRENCY servers on one socket; forward SIGTERM/SIGINT; exit 0 if all drained."""
-    sock = socket.create_server(("0.0.0.0", settings.port), reuse_port=False, backlog=2048)
     # Each child writes its metrics to files here, and any child's /metrics adds them all up.
     # Spawned children import prometheus_client afresh, with this set (see metrics.py).
     metrics_dir = tempfile.TemporaryDirectory(prefix="metrics-")
@@ -130,6 +146,7 @@ def _supervise(settings: Settings) -> int:
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
+    sock = listen(settings)
     if settings.web_concurrency > 1:
-        sys.exit(_supervise(settings))
-    serve(settings)
+        sys.exit(_supervise(settings, sock))
+    serve(settings, [sock])

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 from ...core.models import Note
 from ..deps import CeleryApp, CurrentSession, DbEngine, DbSession, RequestId
 from ..ratelimit import rate_limited
+from .fields import RowId, StorableText
 
 router = APIRouter(prefix="/notes", tags=["notes"])
 log = structlog.get_logger(__name__)
@@ -23,8 +24,8 @@ log = structlog.get_logger(__name__)
 class NoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    title: str = Field(min_length=1, max_length=200)
-    body: str = Field(max_length=10_000)
+    title: StorableText = Field(min_length=1, max_length=200)  # the column is String(200)
+    body: StorableText = Field(max_length=10_000)
 
 
 class NoteOut(BaseModel):
@@ -94,7 +95,7 @@ NOTE_BY_ID = select(*Note.__table__.c).where(
 
 
 @router.get("/{note_id}")
-async def get_note(note_id: int, session: CurrentSession, engine: DbEngine) -> NoteOut:
+async def get_note(note_id: RowId, session: CurrentSession, engine: DbEngine) -> NoteOut:
     async with engine.connect() as conn:
         params = {"note_id": note_id, "owner_id": session.user_id}
         note = (await conn.execute(NOTE_BY_ID, params)).first()
@@ -108,7 +109,7 @@ async def list_notes(
     session: CurrentSession,
     db: DbSession,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    before: Annotated[int | None, Query(ge=1, description="id to page back from")] = None,
+    before: Annotated[RowId | None, Query(description="id to page back from")] = None,
 ) -> NotePage:
     query = select(Note).where(Note.owner_id == session.user_id)
     query = query.order_by(Note.id.desc()).limit(limit)

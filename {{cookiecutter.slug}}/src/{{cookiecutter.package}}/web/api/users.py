@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException
+from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ...core.accounts import EmailTaken, by_email, create_user, normalise_email, set_password
@@ -21,7 +22,11 @@ from ..ratelimit import rate_limited
 
 router = APIRouter(prefix="/users", tags=["accounts"])
 
-Email = Annotated[str, Field(max_length=254), AfterValidator(normalise_email)]
+Email = Annotated[
+    str,
+    Field(max_length=254, json_schema_extra={"format": "email"}),
+    AfterValidator(normalise_email),
+]
 # Long enough for any password the rules accept; the real bound, in bytes, is PASSWORD_MAX_BYTES.
 Password = Annotated[str, Field(min_length=1, max_length=4096)]
 
@@ -49,14 +54,16 @@ class UserOut(BaseModel):
     created_at: datetime
 
 
-def _check_rules(password: str, settings: AppSettings) -> None:
+def _check_rules(password: str, settings: AppSettings, field: str) -> None:
+    # Rules that depend on config (and a list of breached passwords) are checked here, not in the
+    # schema, and answered as any invalid field is.
     if (rule := broken_rule(password, settings)) is not None:
-        raise HTTPException(422, rule)
+        raise RequestValidationError([{"loc": ("body", field), "msg": rule, "type": "password"}])
 
 
 @router.post("", status_code=201, dependencies=[rate_limited])
 async def sign_up(body: SignUp, db: DbSession, hasher: Passwords, settings: AppSettings) -> UserOut:
-    _check_rules(body.password, settings)
+    _check_rules(body.password, settings, "password")
     try:
         user = await create_user(db, hasher, body.email, body.password)
     except EmailTaken:
@@ -82,6 +89,6 @@ async def change_password(
     if not matches:
         await throttle.failed(session.email, address)
         raise HTTPException(403, "current password is wrong")
-    _check_rules(body.new_password, settings)
+    _check_rules(body.new_password, settings, "new_password")
     await set_password(db, user, await hasher.hash(body.new_password))
     await store.end_all(session.user_id, keep=session.handle)
