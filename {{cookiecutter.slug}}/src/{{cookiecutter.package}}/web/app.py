@@ -23,9 +23,9 @@ from ..core.passwords import Hasher
 from ..core.sessions import SessionStore
 from ..core.settings import Settings
 from . import api, health
+from .body_limit import BodyLimitMiddleware
 from .cookie import SessionCookie
 from .csrf import CrossOriginProtection
-from .body_limit import BodyLimitMiddleware
 from .deadline import DeadlineMiddleware
 from .errors import RESPONSES, install_error_handlers
 from .observe import ObserveMiddleware
