@@ -6,6 +6,8 @@ import sys
 import tempfile
 from importlib import import_module
 
+from .core.settings import load_settings
+
 # Each process type's module: what only web needs lives in web/, what only the worker and the
 # clock need in jobs/, one-off admin processes in admin/, and what they all share in core/.
 PROCESS_TYPES = {
@@ -21,6 +23,9 @@ def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in PROCESS_TYPES:
         sys.exit(f"usage: python -m {__package__} <{'|'.join(PROCESS_TYPES)}> [args]")
     process = f"{__package__}.{PROCESS_TYPES[sys.argv[1]]}"
+    # Config first, before a process type imports its framework (a second or more on a busy
+    # machine): a bad variable stops any process at once. The process reads it again, cheaply.
+    load_settings()
     if sys.argv[1] == "worker":
         # The prefork children's metrics reach the main process's /metrics through files here;
         # set before anything imports prometheus_client (see core/metrics.py).
