@@ -15,6 +15,8 @@ from limits import parse
 from pydantic import AfterValidator, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from .telemetry import config_problems
+
 EX_CONFIG = 78  # sysexits.h: configuration error
 
 
@@ -141,12 +143,17 @@ def _describe(error: dict[str, object]) -> str:
 
 def load_settings() -> Settings:
     """Read the environment, or stop the process with one line naming every bad variable."""
+    # OTEL_* are the OpenTelemetry SDK's to read; only what this service cannot do is checked.
+    problems = config_problems()
     try:
-        return Settings()  # required fields come from the environment
+        settings = Settings()  # required fields come from the environment
     except ValidationError as exc:
         # Only `loc` and `msg` are used: pydantic's own text would echo the offending input.
-        problems = [_describe(dict(e)) for e in exc.errors(include_input=False, include_url=False)]
+        errors = exc.errors(include_input=False, include_url=False)
+        problems = [_describe(dict(e)) for e in errors] + problems
+    if problems:
         fail("invalid configuration: " + "; ".join(problems))
+    return settings
 
 
 def fail(event: str) -> NoReturn:
