@@ -651,8 +651,9 @@ def tracing_table(res: Results) -> list[str]:
         "## Tracing on vs off",
         "",
         "The same generated web twice, one with `OTEL_EXPORTER_OTLP_ENDPOINT` set to a local "
-        "OTLP/HTTP receiver (in the benchmark's own process) and `OTEL_TRACES_SAMPLER=always_on`, "
-        "the other with tracing off; the off side is the web of the table above.",
+        "OTLP/HTTP receiver (in the benchmark's own process) and `OTEL_TRACES_SAMPLER=always_on` "
+        "(the last row: `parentbased_traceidratio` with `OTEL_TRACES_SAMPLER_ARG=0.1`), the "
+        "other with tracing off; the off side is the web of the table above.",
         "",
         "| Pair (on vs off) | On req/s | Off req/s | Ratio | On p50 / p99 | Off p50 / p99 | "
         "Server CPU per request, on / off | Target | Result |",
@@ -803,7 +804,8 @@ def tracing_phase(
     opts: Options, project: Project, untraced: Server, cookie: str, note_id: int
 ) -> tuple[list[PairResult], Receiver]:
     """The same web with tracing on (always-on sampling, OTLP/HTTP to a local receiver) against
-    itself with tracing off, on the same three endpoints."""
+    itself with tracing off, on the same three endpoints; then the session read with one trace
+    in ten sampled."""
     receiver = Receiver()
     port = free_port()
     traced_env = {
@@ -830,7 +832,23 @@ def tracing_phase(
             ),
         ]
         results = run_pairs(opts, pairs, Server(port, traced.pid), untraced)
-    receiver.close()  # after the traced web's exit, which flushes what it still held
+    # What production tracing more often runs with: one trace in ten kept, decided at the root.
+    sampled_env = {
+        **traced_env,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    }
+    with running(start(project, web_args(), "web-sampled.log", **sampled_env)) as sampled:
+        wait_ready(sampled, port)
+        pair = Pair(
+            "sampled_session",
+            "GET /api/v1/session, tracing on, 1 in 10 sampled, vs off",
+            "/api/v1/session",
+            "/api/v1/session",
+            {"Cookie": f"session={cookie}"},
+        )
+        results += run_pairs(opts, [pair], Server(port, sampled.pid), untraced)
+    receiver.close()  # after the traced webs' exit, which flushes what they still held
     log(f"  receiver: {receiver.requests} export requests, {receiver.bytes / 1e6:.1f} MB")
     return results, receiver
 

@@ -253,6 +253,21 @@ def test_spans_still_batched_at_sigterm_are_exported_before_exit(
     assert run.trace_id == server.trace_id
 
 
+def test_a_recycled_pool_child_exports_its_spans_before_it_goes(
+    start: Callable[..., Any], collector: Collector, db: psycopg.Connection[Any]
+) -> None:
+    # The child is replaced after each task; nothing is exported on the batch schedule.
+    env = tracing_env(collector, OTEL_BSP_SCHEDULE_DELAY="600000")
+    web: Web = start("web", **tracing_env(collector))
+    worker: Process = start("worker", WORKER_CONCURRENCY="1", WORKER_MAX_TASKS_PER_CHILD="1", **env)
+    web.wait_ready()
+    note_id = post_note(web, "recycled", "req-trace-recy")
+    wait_until(lambda: enriched(db, note_id), timeout=20)
+    run = collector.wait_for(run_span("req-trace-recy"), 10)
+    assert worker.popen.poll() is None  # the worker itself still runs: only its child went
+    assert any(s.parent_id == run.span_id and db_system(s) for s in collector.spans)
+
+
 @pytest.mark.parametrize("collector_fault", ["refused", "stalled"])
 def test_an_unreachable_collector_changes_no_answer_and_no_exit_code(
     start: Callable[..., Any],

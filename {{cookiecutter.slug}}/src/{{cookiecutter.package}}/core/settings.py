@@ -102,6 +102,9 @@ class Settings(BaseSettings):
 
     # Worker (factor VIII) and clock.
     worker_concurrency: int = Field(2, ge=1)
+    worker_max_tasks_per_child: int = Field(
+        0, ge=0, description="a pool process is replaced after this many tasks; 0: never"
+    )
     worker_metrics_port: int = Field(9101, ge=1, le=65535, description="worker's /metrics port")
     task_queue: str = Field(
         "{{ cookiecutter.package }}", min_length=1, description="lets services share one broker"
