@@ -116,8 +116,8 @@ def test_request_and_its_task_are_one_trace_with_their_sql_and_redis_calls(
 
 
 FAST_REDELIVERY = {
-    "BROKER_VISIBILITY_TIMEOUT_SECONDS": "8",
-    "TASK_TIME_LIMIT_SECONDS": "6",
+    "BROKER_VISIBILITY_TIMEOUT_SECONDS": "5",  # the Redis broker's redelivery delay
+    "TASK_TIME_LIMIT_SECONDS": "4",
     "TASK_RETRY_BACKOFF_SECONDS": "0.2",
     "TASK_RETRY_BACKOFF_MAX_SECONDS": "0.5",
     "TASK_MAX_RETRIES": "100",
