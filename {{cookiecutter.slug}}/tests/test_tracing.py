@@ -70,6 +70,13 @@ def test_request_and_its_task_are_one_trace_with_their_sql_and_redis_calls(
     note_id = post_note(web, "one two three", "req-trace-0001")
     wait_until(lambda: enriched(db, note_id), timeout=20)
 
+    read = web.client.get(f"/api/v1/notes/{note_id}", headers={"X-Request-ID": "req-trace-read"})
+    assert read.status_code == 200
+    # Named by route template, not by the path it was asked for.
+    get = collector.wait_for(lambda s: s.attributes.get("request_id") == "req-trace-read")
+    assert (get.kind, get.name) == ("SERVER", "GET /api/v1/notes/{note_id}")
+    assert get.attributes["http.route"] == "/api/v1/notes/{note_id}"
+
     run = collector.wait_for(run_span("req-trace-0001"))
     # The worker's own statements arrive with or after its run span.
     wait_until(lambda: any("FOR UPDATE" in statement(s) for s in collector.trace(run.trace_id)), 10)
