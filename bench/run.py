@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -50,7 +51,8 @@ PG_URL = "postgresql://postgres@127.0.0.1:5432"
 REDIS_BASE_URL = "redis://127.0.0.1:6379"
 
 # Targets: generated/bare throughput ratios, and absolute process limits.
-TARGET_RATIO = {"livez": 0.9, "session": 0.7, "note": 0.7}  # pairs not named here: no target
+TARGET_RATIO = {"livez": 0.9, "session": 0.7, "note": 0.7, "traced_session": 0.9}
+# pairs not named here: no target
 TARGET_START_S = 1.0
 TARGET_EXIT_S = 0.5
 TARGET_RSS_MB = 90.0
@@ -610,6 +612,8 @@ def worker_throughput(project: Project, ids: list[int]) -> WorkerResult:
 class Results:
     versions: dict[str, str]
     pairs: list[PairResult]
+    tracing: list[PairResult]
+    export: tuple[int, int]  # what the receiver got from the traced web: requests, bytes
     rss_mb: tuple[float, float]  # (generated, bare)
     generated_life: Lifecycle
     bare_life: Lifecycle
@@ -698,6 +702,42 @@ def load_table(res: Results) -> list[str]:
     return [*lines, ""]
 
 
+def tracing_table(res: Results) -> list[str]:
+    lines = [
+        "## Tracing on vs off",
+        "",
+        "The same generated web twice, one with `OTEL_EXPORTER_OTLP_ENDPOINT` set to a local "
+        "OTLP/HTTP receiver (in the benchmark's own process) and `OTEL_TRACES_SAMPLER=always_on` "
+        "(the last row: `parentbased_traceidratio` with `OTEL_TRACES_SAMPLER_ARG=0.1`), the "
+        "other with tracing off; the off side is the web of the table above.",
+        "",
+        "| Pair (on vs off) | On req/s | Off req/s | Ratio | On p50 / p99 | Off p50 / p99 | "
+        "Server CPU per request, on / off | Target | Result |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in res.tracing:
+        g, b = r.generated, r.bare
+        lines.append(
+            f"| {r.pair.label} | {g.rps:,.0f} | {b.rps:,.0f} | {r.ratio:.2f}x | "
+            f"{g.p50_ms:.1f} / {g.p99_ms:.1f} ms | {b.p50_ms:.1f} / {b.p99_ms:.1f} ms | "
+            f"{r.generated_cpu_us:.0f} / {r.bare_cpu_us:.0f} µs | "
+            f"{r.target} | {r.result} |"
+        )
+    lines.append("")
+    lines += [
+        f"- {r.pair.label}: every run, req/s: on {rates(r.generated_runs)}; "
+        f"off {rates(r.bare_runs)}"
+        for r in res.tracing
+    ]
+    requests, size = res.export
+    lines += [
+        f"- The receiver got {requests:,} export requests, {size / 1e6:.1f} MB of spans, from "
+        "the traced web (its batch processor's defaults: up to 512 spans a request).",
+        "",
+    ]
+    return lines
+
+
 def process_table(opts: Options, res: Results) -> list[str]:
     gen, bare, w = res.generated_life, res.bare_life, res.worker
     exit_ok = gen.exit_median < TARGET_EXIT_S and set(gen.exit_codes) == {0}
@@ -736,7 +776,9 @@ def process_table(opts: Options, res: Results) -> list[str]:
 
 
 def render_report(opts: Options, res: Results) -> str:
-    return "\n".join([*header(opts, res), *load_table(res), *process_table(opts, res)])
+    return "\n".join(
+        [*header(opts, res), *load_table(res), *tracing_table(res), *process_table(opts, res)]
+    )
 
 
 def fmt(values: list[float], digits: int = 2) -> str:
@@ -784,9 +826,95 @@ def prepare(opts: Options, cleanup: ExitStack) -> Project:
 @dataclass(frozen=True)
 class LoadPhase:
     pairs: list[PairResult]
+    tracing: list[PairResult]  # the generated web with tracing on vs the same with it off
+    export: "Receiver"
     rss_mb: tuple[float, float]
     queued_note_ids: list[int]
     logins: LoginBurst
+
+
+class Receiver:
+    """A local OTLP/HTTP endpoint for the traced web: answers every export with 200 and counts
+    what it got, as a collector next to the service would (no decoding: stdlib only here)."""
+
+    def __init__(self) -> None:
+        self.requests = 0
+        self.bytes = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                receiver.bytes += len(self.rfile.read(int(self.headers["Content-Length"])))
+                receiver.requests += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *_: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def tracing_phase(
+    opts: Options, project: Project, untraced: Server, cookie: str, note_id: int
+) -> tuple[list[PairResult], Receiver]:
+    """The same web with tracing on (always-on sampling, OTLP/HTTP to a local receiver) against
+    itself with tracing off, on the same three endpoints; then the session read with one trace
+    in ten sampled."""
+    receiver = Receiver()
+    port = free_port()
+    traced_env = {
+        "PORT": str(port),
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_TRACES_SAMPLER": "always_on",
+    }
+    with running(start(project, web_args(), "web-traced.log", **traced_env)) as traced:
+        wait_ready(traced, port)
+        pairs = [
+            Pair("traced_livez", "GET /livez, tracing on vs off", "/livez", "/livez"),
+            Pair(
+                "traced_session",
+                "GET /api/v1/session, tracing on vs off",
+                "/api/v1/session",
+                "/api/v1/session",
+                {"Cookie": f"session={cookie}"},
+            ),
+            Pair(
+                "traced_note",
+                "GET /api/v1/notes/{id}, tracing on vs off",
+                f"/api/v1/notes/{note_id}",
+                f"/api/v1/notes/{note_id}",
+                {"Cookie": f"session={cookie}"},
+            ),
+        ]
+        results = run_pairs(opts, pairs, Server(port, traced.pid), untraced)
+    # What production tracing more often runs with: one trace in ten kept, decided at the root.
+    sampled_env = {
+        **traced_env,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "0.1",
+    }
+    with running(start(project, web_args(), "web-sampled.log", **sampled_env)) as sampled:
+        wait_ready(sampled, port)
+        pair = Pair(
+            "sampled_session",
+            "GET /api/v1/session, tracing on, 1 in 10 sampled, vs off",
+            "/api/v1/session",
+            "/api/v1/session",
+            {"Cookie": f"session={cookie}"},
+        )
+        results += run_pairs(opts, [pair], Server(port, sampled.pid), untraced)
+    receiver.close()  # after the traced webs' exit, which flushes what they still held
+    log(f"  receiver: {receiver.requests} export requests, {receiver.bytes / 1e6:.1f} MB")
+    return results, receiver
 
 
 def load_phase(opts: Options, project: Project, bare_port: int) -> LoadPhase:
@@ -834,12 +962,13 @@ def load_phase(opts: Options, project: Project, bare_port: int) -> LoadPhase:
         results = run_pairs(opts, pairs, Server(gen_port, web.pid), Server(bare_port, bare.pid))
         rss = (rss_mb(web.pid), rss_mb(bare.pid))
         log(f"RSS after load: generated {rss[0]:.0f} MB, bare {rss[1]:.0f} MB")
+        tracing, receiver = tracing_phase(opts, project, Server(gen_port, web.pid), cookie, note_id)
         burst = login_burst(gen_port)
         log(f"logins: {burst.per_s:.0f}/s; /livez p99 during them {burst.livez_p99_ms:.1f} ms")
 
         log(f"queueing {opts.notes} notes over HTTP (no worker running yet)")
         ids = post_notes(gen_port, cookie, opts.notes)
-    return LoadPhase(results, rss, ids, burst)
+    return LoadPhase(results, tracing, receiver, rss, ids, burst)
 
 
 def main() -> None:
@@ -863,6 +992,8 @@ def main() -> None:
         results = Results(
             versions=package_versions(project),
             pairs=loaded.pairs,
+            tracing=loaded.tracing,
+            export=(loaded.export.requests, loaded.export.bytes),
             rss_mb=loaded.rss_mb,
             generated_life=gen_life,
             bare_life=bare_life,

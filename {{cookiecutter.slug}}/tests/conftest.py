@@ -10,6 +10,7 @@ TEST_AMQP_URL: a RabbitMQ server (e.g. amqp://guest:guest@127.0.0.1:5672//). Whe
 """
 
 import contextlib
+import gzip
 import json
 import os
 import secrets
@@ -20,8 +21,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -29,6 +32,11 @@ import psycopg
 import pytest
 import redis
 from celery import Celery
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = {
@@ -422,3 +430,106 @@ def proxy() -> Iterator[Callable[[str], TcpProxy]]:
     yield _proxy
     for each in made:
         each.close()
+
+
+@dataclass(frozen=True)
+class Span:
+    trace_id: str
+    span_id: str
+    parent_id: str  # "" for a root span
+    name: str
+    kind: str  # SERVER, CLIENT, PRODUCER, CONSUMER, INTERNAL
+    attributes: dict[str, Any]
+    resource: dict[str, Any]
+
+    @property
+    def instance(self) -> str:
+        return str(self.resource["service.instance.id"])
+
+
+def _values(pairs: Any) -> dict[str, Any]:
+    def value(pair: KeyValue) -> Any:
+        kind = pair.value.WhichOneof("value")
+        return getattr(pair.value, kind) if kind else None
+
+    return {pair.key: value(pair) for pair in pairs}
+
+
+class Collector:
+    """An OTLP/HTTP receiver, as the OpenTelemetry Collector is one: it decodes the protobuf
+    export requests the processes send to `url` + /v1/traces and keeps their spans."""
+
+    KINDS: ClassVar[dict[int, str]] = {
+        1: "INTERNAL",
+        2: "SERVER",
+        3: "CLIENT",
+        4: "PRODUCER",
+        5: "CONSUMER",
+    }
+
+    def __init__(self) -> None:
+        self.spans: list[Span] = []
+        collector = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
+                assert self.path == "/v1/traces", self.path
+                collector.receive(ExportTraceServiceRequest.FromString(body))
+                answer = ExportTraceServiceResponse().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def receive(self, request: ExportTraceServiceRequest) -> None:
+        for resource_spans in request.resource_spans:
+            resource = _values(resource_spans.resource.attributes)
+            for scope_spans in resource_spans.scope_spans:
+                for span in scope_spans.spans:
+                    self.spans.append(
+                        Span(
+                            trace_id=span.trace_id.hex(),
+                            span_id=span.span_id.hex(),
+                            parent_id=span.parent_span_id.hex(),
+                            name=span.name,
+                            kind=self.KINDS.get(span.kind, str(span.kind)),
+                            attributes=_values(span.attributes),
+                            resource=resource,
+                        )
+                    )
+
+    def wait_for(self, match: Callable[[Span], bool], timeout: float = 20) -> Span:
+        """The first span received that matches; fails the test after `timeout` seconds."""
+        found: Span = wait_until(lambda: next((s for s in self.spans if match(s)), None), timeout)
+        return found
+
+    def trace(self, trace_id: str) -> list[Span]:
+        return [s for s in self.spans if s.trace_id == trace_id]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def collector() -> Iterator[Collector]:
+    """An OTLP/HTTP receiver the processes export their spans to (see tracing_env)."""
+    receiver = Collector()
+    yield receiver
+    receiver.close()
+
+
+def tracing_env(collector: Collector, **env: str) -> dict[str, str]:
+    """Tracing on, exporting to `collector` a tenth of a second after a span ends (default 5 s)."""
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100", **env}

@@ -7,6 +7,10 @@ import tempfile
 from importlib import import_module
 
 from .core.settings import load_settings
+from .core.telemetry import keep_unused_sdk_out
+
+# Before anything imports redis, in every process: spawned web children run this module first.
+keep_unused_sdk_out()
 
 # Each process type's module: what only web needs lives in web/, what only the worker and the
 # clock need in jobs/, one-off admin processes in admin/, and what they all share in core/.

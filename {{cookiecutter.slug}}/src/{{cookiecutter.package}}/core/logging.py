@@ -8,6 +8,7 @@ same processors, so both look alike. The access line, one per request, is built 
 
 import logging
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -53,10 +54,17 @@ class _NamedBytesLogger(structlog.BytesLogger):
         self.name = name
 
 
-def configure_logging(level: str) -> None:
-    """Send structlog events and standard-library records to stdout as JSON lines."""
+def configure_logging(level: str, trace_ids: bool = False) -> None:
+    """Send structlog events and standard-library records to stdout as JSON lines; with
+    `trace_ids`, each line written inside a span carries its `trace_id` and `span_id`."""
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,  # request_id, task_id ...
+    ]
+    if trace_ids:
+        from .tracing import add_trace_ids  # imports OpenTelemetry: only when tracing is on
+
+        shared.append(add_trace_ids)
+    shared += [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         _add_timestamp,
@@ -112,9 +120,15 @@ class AccessLog:
     LOGGER = f"{__package__}.access"
     OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
-    def __init__(self, level: str, stream: BinaryIO) -> None:
+    def __init__(
+        self,
+        level: str,
+        stream: BinaryIO,
+        trace_ids: Callable[[], dict[str, str]] | None = None,
+    ) -> None:
         self.enabled = logging.getLevelName(level) <= logging.INFO
         self.stream = stream
+        self.trace_ids = trace_ids  # with tracing on: the request's trace_id and span_id
 
     def write(self, request_id: str, method: str, path: str, status: int, seconds: float) -> None:
         if not self.enabled:
@@ -130,5 +144,7 @@ class AccessLog:
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
         }
+        if self.trace_ids is not None:
+            line.update(self.trace_ids())
         self.stream.write(orjson.dumps(line, option=self.OPTIONS))
         self.stream.flush()

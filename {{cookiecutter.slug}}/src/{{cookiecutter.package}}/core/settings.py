@@ -23,6 +23,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .logging import utc_timestamp
+from .telemetry import config_problems
 
 EX_CONFIG = 78  # sysexits.h: configuration error
 
@@ -167,6 +168,9 @@ class Settings(BaseSettings):
 
     # Worker (factor VIII) and clock.
     worker_concurrency: int = Field(2, ge=1)
+    worker_max_tasks_per_child: int = Field(
+        0, ge=0, description="a pool process is replaced after this many tasks; 0: never"
+    )
     worker_metrics_port: int = Field(
         9101, ge=1, le=65535, description="the first port a worker tries for its /metrics"
     )
@@ -219,12 +223,17 @@ def _describe(error: dict[str, object]) -> str:
 
 def load_settings() -> Settings:
     """Read the environment, or stop the process with one line naming every bad variable."""
+    # OTEL_* are the OpenTelemetry SDK's to read; only what this service cannot do is checked.
+    problems = config_problems()
     try:
-        return Settings()  # required fields come from the environment
+        settings = Settings()  # required fields come from the environment
     except ValidationError as exc:
         # Only `loc` and `msg` are used: pydantic's own text would echo the offending input.
-        problems = [_describe(dict(e)) for e in exc.errors(include_input=False, include_url=False)]
+        errors = exc.errors(include_input=False, include_url=False)
+        problems = [_describe(dict(e)) for e in errors] + problems
+    if problems:
         fail("invalid configuration: " + "; ".join(problems))
+    return settings
 
 
 def fail(event: str, status: int = EX_CONFIG) -> NoReturn:

@@ -5,13 +5,19 @@ lock schedules, the rest wait. The holder renews the lock every loop; SIGTERM re
 once; a clock that dies without releasing it is replaced once CLOCK_LOCK_TIMEOUT_SECONDS pass.
 """
 
-from celery import Celery
+from typing import Any
+
+import structlog
+from celery import Celery, signals
 from celery.apps.beat import Beat
 
 from ..core.broker import create_celery
 from ..core.logging import configure_logging
 from ..core.settings import Settings, load_settings
+from ..core.telemetry import start_tracing, tracing_enabled
 from .worker import connect_logging
+
+log = structlog.get_logger(__name__)
 
 # redbeat crash-loops when the lock timeout is too close to the loop interval (redbeat issue
 # 230); five loops per lock timeout leaves room for a slow Redis round trip.
@@ -35,13 +41,27 @@ def configure_schedule(app: Celery, settings: Settings) -> None:
     )
 
 
+def _log_sent(sender: str, headers: dict[str, Any], **_: Any) -> None:
+    # Connected after tracing is set up, so written inside the publish span: with tracing on,
+    # the clock's line for each enqueue carries the trace id the task's lines carry.
+    log.info("task sent", task_name=sender, task_id=headers.get("id"))
+
+
 def main() -> None:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, trace_ids=tracing_enabled())
     connect_logging(settings)
+    # Each enqueue starts a trace of its own. redbeat's Redis calls are not traced: its lock
+    # renewals and schedule reads, every loop, would each be a trace of their own as well.
+    tracing = start_tracing("clock", redis=False)
+    signals.before_task_publish.connect(_log_sent, weak=False)
     app = create_celery(settings)
     configure_schedule(app, settings)
     # SIGTERM: beat saves its state and closes the scheduler, which releases redbeat's lock.
-    Beat(
-        app=app, scheduler="redbeat.RedBeatScheduler", quiet=True, loglevel=settings.log_level
-    ).run()
+    try:
+        Beat(
+            app=app, scheduler="redbeat.RedBeatScheduler", quiet=True, loglevel=settings.log_level
+        ).run()
+    finally:
+        if tracing is not None:
+            tracing.shutdown()

@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from celery import Celery, signals
@@ -24,6 +24,10 @@ from ..core.logging import configure_logging
 from ..core.metrics import TaskMetrics, scrape_registry
 from ..core.ports import in_use, port_unavailable
 from ..core.settings import Settings, load_settings
+from ..core.telemetry import start_tracing, tracing_enabled
+
+if TYPE_CHECKING:
+    from ..core.tracing import Tracing  # imports OpenTelemetry: never at run time when off
 
 log = structlog.get_logger(__name__)
 
@@ -47,6 +51,7 @@ class WorkerApp(Celery):  # type: ignore[misc]
         super().__init__(**kwargs)
         self.settings = settings
         self.registry = CollectorRegistry()
+        self.tracing: Tracing | None = None  # set in each pool child (connect_tracing)
 
     @cached_property
     def metrics(self) -> TaskMetrics:
@@ -56,7 +61,10 @@ class WorkerApp(Celery):  # type: ignore[misc]
     @cached_property
     def engine(self) -> Engine:
         # Made on first use, which is inside each prefork child: no pool crosses a fork.
-        return create_db_engine(self.settings)
+        engine = create_db_engine(self.settings)
+        if self.tracing is not None:
+            self.tracing.instrument_engine(engine)
+        return engine
 
 
 def create_worker_app(settings: Settings) -> WorkerApp:
@@ -95,7 +103,9 @@ def _clear_task_context(**_: Any) -> None:
 
 def connect_logging(settings: Settings) -> None:
     """Keep Celery from configuring logging, and tag each task's log lines with its ids."""
-    signals.setup_logging.connect(lambda **_: configure_logging(settings.log_level), weak=False)
+    signals.setup_logging.connect(
+        lambda **_: configure_logging(settings.log_level, trace_ids=tracing_enabled()), weak=False
+    )
     signals.task_received.connect(_log_received, weak=False)
     logging.getLogger("celery.worker.strategy").setLevel(logging.WARNING)
     signals.worker_shutting_down.connect(_log_shutting_down, weak=False)
@@ -144,6 +154,28 @@ def connect_metrics(app: WorkerApp) -> None:
     signals.task_retry.connect(retried, weak=False)
 
 
+def connect_tracing(app: WorkerApp) -> None:
+    """Each pool child sets up its own tracing once forked, and flushes it whenever it exits.
+
+    Not before the fork: the exporter's thread would not survive it. And at the child's exit:
+    billiard ends a child with os._exit (recycled, or at the warm shutdown), which skips every
+    exit hook, so spans still batched would be lost without a word (opentelemetry-python-contrib
+    issue 4916).
+    """
+    if not tracing_enabled():
+        return
+
+    def start(**_: Any) -> None:
+        app.tracing = start_tracing("worker")
+
+    def flush(**_: Any) -> None:
+        if app.tracing is not None:
+            app.tracing.shutdown()
+
+    signals.worker_process_init.connect(start, weak=False)
+    signals.worker_process_shutdown.connect(flush, weak=False)
+
+
 def serve_metrics(app: WorkerApp) -> int:
     """Serve /metrics on the first free port of the workers' range; the port it took.
 
@@ -173,10 +205,11 @@ def serve_metrics(app: WorkerApp) -> int:
 
 def main() -> None:
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, trace_ids=tracing_enabled())
     connect_logging(settings)
     app = create_worker_app(settings)
     connect_metrics(app)
+    connect_tracing(app)
     serve_metrics(app)
     # SIGTERM is Celery's warm shutdown: running tasks finish, then the process exits 0.
     # app.start, unlike app.worker_main, returns the worker's exit code.

@@ -8,7 +8,7 @@ import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from fastapi import FastAPI
@@ -31,6 +31,9 @@ from .errors import RESPONSES, install_error_handlers
 from .observe import ObserveMiddleware
 from .ratelimit import create_login_throttle, create_rate_limiter
 
+if TYPE_CHECKING:
+    from ..core.tracing import Tracing  # imports OpenTelemetry: never at run time when off
+
 log = structlog.get_logger(__name__)
 
 
@@ -42,11 +45,13 @@ def create_redis(settings: Settings) -> Redis:
     )
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # Nothing here connects: a process started during an outage comes up not-ready, not dead.
         engine = create_async_db_engine(settings)
+        if tracing is not None:
+            tracing.instrument_engine(engine.sync_engine)
         redis = create_redis(settings)
         celery = create_celery(settings)
         hasher = Hasher(settings)
@@ -82,6 +87,10 @@ def create_app(settings: Settings) -> FastAPI:
         title="Acme Notes",
         description="A twelve-factor Python web service.",
         lifespan=lifespan,
+        # FastAPI traces each request once a tracer provider is set (tracing on, see
+        # core/tracing.py); a span for each dependency, endpoint and serialisation step too
+        # would double what tracing costs a request and time nothing that leaves the process.
+        telemetry={"operation_spans": False},
     )
     app.state.draining = False  # set by the server at SIGTERM, read by /readyz
     registry = CollectorRegistry()
@@ -99,6 +108,9 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(
         ObserveMiddleware,
         metrics=HttpMetrics(registry),
-        access_log=AccessLog(settings.log_level, sys.stdout.buffer),
+        access_log=AccessLog(
+            settings.log_level, sys.stdout.buffer, tracing.trace_ids if tracing else None
+        ),
+        tag_request=tracing.tag_request if tracing else None,
     )
     return app

@@ -8,6 +8,7 @@ its id too. uvicorn's own access log is off (see server.py).
 """
 
 import time
+from collections.abc import Callable
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -21,10 +22,17 @@ log = structlog.get_logger(__name__)
 
 
 class ObserveMiddleware:
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics, access_log: AccessLog) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: HttpMetrics,
+        access_log: AccessLog,
+        tag_request: Callable[[str], None] | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
+        self.tag_request = tag_request  # with tracing on: puts the id on the server span
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,6 +44,8 @@ class ObserveMiddleware:
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid)
         scope.setdefault("state", {})["request_id"] = rid
+        if self.tag_request is not None:
+            self.tag_request(rid)
         status = 0
         recorded = False
 
