@@ -66,10 +66,11 @@ def test_request_and_its_task_are_one_trace_with_their_sql_and_redis_calls(
     web: Web = start("web", BROKER_URL=broker, **tracing_env(collector))
     worker: Process = start("worker", BROKER_URL=broker, **tracing_env(collector))
     web.wait_ready()
-    note_id = post_note(web, "one two three", "req-trace-0001")
+    user = web.signed_in()
+    note_id = post_note(web, "one two three", "req-trace-0001", user)
     wait_until(lambda: enriched(db, note_id), timeout=20)
 
-    read = web.client.get(f"/api/v1/notes/{note_id}", headers={"X-Request-ID": "req-trace-read"})
+    read = user.get(f"/api/v1/notes/{note_id}", headers={"X-Request-ID": "req-trace-read"})
     assert read.status_code == 200
     # Named by route template, not by the path it was asked for.
     get = collector.wait_for(lambda s: s.attributes.get("request_id") == "req-trace-read")
@@ -213,12 +214,14 @@ def test_the_clocks_enqueues_start_traces_of_their_own(
         assert {r["trace_id"] for r in stored} == {run.trace_id}
 
 
-def start_post(port: int, payload: bytes, request_id: str) -> socket.socket:
-    """Send a POST's headers and half its body; the other half is sent by `finish_post`."""
-    sock = socket.create_connection(("127.0.0.1", port))
+def start_post(web: Web, payload: bytes, request_id: str) -> socket.socket:
+    """Send a signed-in POST's headers and half its body; `finish_post` sends the other half."""
+    cookie = "; ".join(f"{name}={value}" for name, value in web.signed_in().cookies.items())
+    sock = socket.create_connection(("127.0.0.1", int(web.env["PORT"])))
     head = (
         f"POST /api/v1/notes HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
-        f"X-Request-ID: {request_id}\r\nContent-Length: {len(payload)}\r\n\r\n"
+        f"Cookie: {cookie}\r\nX-Request-ID: {request_id}\r\n"
+        f"Content-Length: {len(payload)}\r\n\r\n"
     ).encode()
     sock.sendall(head + payload[: len(payload) // 2])
     return sock
@@ -241,7 +244,7 @@ def test_spans_still_batched_at_sigterm_are_exported_before_exit(
     worker: Process = start("worker", **env)
     web.wait_ready()
     payload = b'{"title": "cut", "body": "in flight at sigterm"}'
-    sock = start_post(int(web.env["PORT"]), payload, "req-trace-cut1")
+    sock = start_post(web, payload, "req-trace-cut1")
     time.sleep(0.3)  # the server is reading the body
     web.send(signal.SIGTERM)
     assert finish_post(sock, payload) == 201
@@ -292,9 +295,10 @@ def test_an_unreachable_collector_changes_no_answer_and_no_exit_code(
     worker: Process = start("worker", **env)
     web.wait_ready()
     began = time.monotonic()
-    note_id = post_note(web, "still works", "req-trace-dead")
+    user = web.signed_in()
+    note_id = post_note(web, "still works", "req-trace-dead", user)
     for _ in range(30):
-        assert web.client.get(f"/api/v1/notes/{note_id}").status_code == 200
+        assert user.get(f"/api/v1/notes/{note_id}").status_code == 200
     assert time.monotonic() - began < 5  # a few ms each: nothing waits for the collector
     wait_until(lambda: enriched(db, note_id), timeout=20)
 
