@@ -74,7 +74,8 @@ def test_every_process_type_writes_one_timestamp_format(start: Callable[..., Any
     web.wait_ready()
     web.client.get("/livez")  # an access line, written without structlog
     worker.wait_for_log("ready.", timeout=20)  # Celery's own line: its SIGTERM handler is set
-    clock.wait_for_log("Acquired lock", timeout=20)
+    clock.wait_for_log("beat: Starting", timeout=20)  # its SIGTERM handler is set (not the
+    # schedule lock: a clock killed by an earlier test may hold that for CLOCK_LOCK_TIMEOUT)
     for process in (web, worker, clock):
         process.send(signal.SIGTERM)  # all at once: their shutdowns overlap
     for process in (web, worker, clock, release):
