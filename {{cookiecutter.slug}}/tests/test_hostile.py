@@ -164,3 +164,10 @@ def test_405_names_every_method_of_the_path(web: Web) -> None:
     assert response.status_code == 405
     assert error(response) == "Method Not Allowed"
     assert {m.strip() for m in response.headers["allow"].split(",")} >= {"GET", "POST", "DELETE"}
+
+
+def test_a_login_email_postgres_cannot_store_is_422(web: Web) -> None:
+    sent = {"email": "ann\x00@example.com", "password": "a long and unguessable pass phrase"}
+    response = web.client.post("/api/v1/session", json=sent)
+    assert response.status_code == 422  # was a 500: the lookup by email reached PostgreSQL
+    assert [e["loc"] for e in response.json()["errors"]] == [["body", "email"]]

@@ -13,6 +13,7 @@ from ...core.accounts import by_email
 from ...core.sessions import Session
 from ..deps import ClientAddress, Cookie, CurrentSession, DbSession, Passwords, Sessions, Throttle
 from ..ratelimit import rate_limited
+from .fields import StorableText
 
 router = APIRouter(prefix="/session", tags=["session"])
 
@@ -20,7 +21,8 @@ router = APIRouter(prefix="/session", tags=["session"])
 class Login(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: str = Field(min_length=1, max_length=254)
+    # Storable: the login looks the email up in PostgreSQL, which cannot take a NUL.
+    email: StorableText = Field(min_length=1, max_length=254)
     password: str = Field(min_length=1, max_length=4096)
 
 
