@@ -91,15 +91,21 @@ def processes_in(project: Path) -> list[str]:
     return found
 
 
+# What needs no PostgreSQL or Redis, or does not depend on TEST_SERVICES, runs once, above.
+NEEDS_NO_SERVERS = ["test_locks.py", "test_settings.py", "test_dev_services.py"]
+
+
 @LINUX_PROC
 def test_generated_suite_passes_on_throwaway_servers(installed: Path) -> None:
-    """TEST_SERVICES=embedded: the whole suite on PostgreSQL and Redis from the dev wheels, with
-    the machine's own out of reach. Afterwards no server runs, and its data folder is gone."""
+    """TEST_SERVICES=embedded: every test that needs PostgreSQL or Redis, on servers from the dev
+    wheels, with the machine's own out of reach. Afterwards no server runs, and its data folder
+    is gone."""
+    skipped = [f"--ignore=tests/{name}" for name in NEEDS_NO_SERVERS]
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp).chmod(0o755)  # for PostgreSQL as nobody, as above
         began = time.monotonic()
         run(
-            ["pytest", "-q", "-p", "no:cacheprovider"],
+            ["pytest", "-q", "-p", "no:cacheprovider", *skipped],
             installed,
             900,
             TEST_SERVICES="embedded",
