@@ -42,11 +42,8 @@ def main() -> None:
     print(
         f"\nCreated {SLUG}/ with a local .env (fresh SECRET_KEY). Next:\n"
         f"  cd {SLUG}\n"
-        "  make install          # venv from the hashed locks\n"
-        "  docker compose up -d postgres redis   # or use the ones you run already, then once:\n"
-        f"  createdb -h 127.0.0.1 -U postgres {PACKAGE}\n"
-        "  make release          # migrations\n"
-        "  make run              # web, worker and clock from the Procfile\n"
+        "  make run     # installs; PostgreSQL and Redis (started if none answer); release; web,\n"
+        "               # worker and clock from the Procfile. Ctrl-C stops everything.\n"
         "  make test\n"
     )
 

@@ -1,43 +1,57 @@
 """Render the default project, install it from its locks as its README says, and run its own
-lint and test suite against real PostgreSQL and Redis (TEST_DATABASE_URL / TEST_REDIS_URL)."""
+lint and test suite: against the PostgreSQL and Redis at TEST_DATABASE_URL / TEST_REDIS_URL (or
+throwaway ones when nothing answers there), and again on throwaway servers only. Then its README's
+quick start, on a machine where no PostgreSQL or Redis answers at the project's URLs."""
 
+import contextlib
+import functools
 import json
 import os
-import secrets
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from email.message import Message
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 from xml.etree import ElementTree
 
 import pytest
 
-from .conftest import BIN, TEMPLATE, render
+from .conftest import BIN, render
 
 
-def run(args: list[str], cwd: Path, timeout: float, venv_on_path: bool = True) -> None:
-    """Run a command in the project; with `venv_on_path=False`, as a new shell would."""
-    env = without_venv()
+def run(args: list[str], cwd: Path, timeout: float, venv_on_path: bool = True, **env: str) -> None:
+    """Run a command in the project, with `env` added; with `venv_on_path=False`, as a new shell
+    would."""
+    environment = {**without_venv(), **env}
     if venv_on_path:
-        env["PATH"] = f"{cwd / '.venv' / 'bin'}{os.pathsep}{env['PATH']}"
-    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+        environment["PATH"] = f"{cwd / '.venv' / 'bin'}{os.pathsep}{environment['PATH']}"
+    result = subprocess.run(
+        args, cwd=cwd, env=environment, capture_output=True, text=True, timeout=timeout
+    )
     assert result.returncode == 0, (
         f"{' '.join(args)}\n{result.stdout[-6000:]}\n{result.stderr[-4000:]}"
     )
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    project = render(tmp_path_factory.mktemp("generated"))
+def installed() -> Iterator[Path]:
+    # Not under pytest's private (0700) temporary folder: as root, the project's PostgreSQL runs
+    # as nobody, who must reach its binaries in .venv and its data.
+    where = Path(tempfile.mkdtemp(prefix="generated-"))
+    where.chmod(0o755)
+    project = render(where)
     # The README's install step, word for word: `make install` runs exactly these.
     run(["uv", "venv", "--python", "3.11", ".venv"], project, 120)
     run(["uv", "pip", "sync", "--python", ".venv", "requirements-dev.lock"], project, 600)
     run(["uv", "pip", "install", "--python", ".venv", "--no-deps", "-e", "."], project, 120)
-    return project
+    yield project
+    shutil.rmtree(where)
 
 
 def test_generated_project_is_lint_clean(installed: Path) -> None:
@@ -59,81 +73,148 @@ def test_generated_project_passes_its_own_suite(installed: Path, tmp_path: Path)
         assert not list(case), f"{case.get('name')}: {[child.tag for child in case]}"
 
 
-REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+LINUX_PROC = pytest.mark.skipif(not Path("/proc/self/cwd").exists(), reason="reads Linux's /proc")
 
 
-@pytest.fixture
-def redis_db(installed: Path) -> Iterator[int]:
-    """A Redis logical DB of its own (scripts/redis_db.py), run by the project's interpreter."""
-    claim = [str(installed / ".venv" / "bin" / "python"), str(TEMPLATE / "scripts" / "redis_db.py")]
-    done = subprocess.run([*claim, "claim", REDIS_SERVER_URL], check=True, capture_output=True)
-    db = int(done.stdout)
+def processes_in(project: Path) -> list[str]:
+    """The processes at work in `project` (all that `make run` starts, servers included) or
+    running a program from it, as Linux's /proc shows them."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cwd = os.readlink(proc / "cwd")
+            args = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except (OSError, ValueError):
+            continue  # not a process, gone already, or not ours to look at
+        if cwd.startswith(str(project)) or str(project) in args:
+            found.append(f"{proc.name}: {args}")
+    return found
+
+
+# What needs no PostgreSQL or Redis, or does not depend on TEST_SERVICES, runs once, above.
+NEEDS_NO_SERVERS = ["test_locks.py", "test_settings.py", "test_dev_services.py"]
+
+
+@LINUX_PROC
+def test_generated_suite_passes_on_throwaway_servers(installed: Path) -> None:
+    """TEST_SERVICES=embedded: every test that needs PostgreSQL or Redis, on servers from the dev
+    wheels, with the machine's own out of reach. Afterwards no server runs, and its data folder
+    is gone."""
+    skipped = [f"--ignore=tests/{name}" for name in NEEDS_NO_SERVERS]
+    with tempfile.TemporaryDirectory() as tmp:
+        Path(tmp).chmod(0o755)  # for PostgreSQL as nobody, as above
+        began = time.monotonic()
+        run(
+            ["pytest", "-q", "-p", "no:cacheprovider", *skipped],
+            installed,
+            900,
+            TEST_SERVICES="embedded",
+            TEST_DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres",
+            TEST_REDIS_URL=f"redis://127.0.0.1:{free_port()}",  # nothing answers at either
+            TEST_AMQP_URL="",  # RabbitMQ stays opt-in; the run above covers it
+            TMPDIR=tmp,
+        )
+        print(f"generated suite on throwaway servers: {time.monotonic() - began:.0f} s")
+        servers = [p for p in processes_in(installed) if "site-packages" in p]
+        assert not servers, servers
+        assert not list(Path(tmp).glob("test-services-*"))
+        assert not [path for path in Path(tmp).rglob("*") if path.is_socket()]
+
+
+def request(url: str, body: object = None, cookie: str = "") -> tuple[Message, Any]:
+    """One JSON request; the response's headers and body."""
+    data = None if body is None else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json", "Cookie": cookie}
+    call = urllib.request.Request(url, data, headers)  # noqa: S310 (http://127.0.0.1 only)
+    with urllib.request.urlopen(call, timeout=5) as response:  # noqa: S310
+        return response.headers, json.load(response)
+
+
+ACCOUNT = {"email": "quickstart@example.com", "password": "a long and unguessable pass phrase"}
+
+
+def sign_up_log_in_and_post_note(base: str) -> tuple[str, int]:
+    """Make an account, log in and post a note; the session cookie and the note's id."""
+    request(f"{base}/api/v1/users", ACCOUNT)
+    headers, _ = request(f"{base}/api/v1/session", ACCOUNT)
+    cookie = str(headers["Set-Cookie"]).split(";", 1)[0]
+    _, note = request(f"{base}/api/v1/notes", {"title": "hi", "body": "one two three"}, cookie)
+    return cookie, int(note["id"])
+
+
+def serves_worker_metrics(port: int) -> bool:
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=2) as response:
+        return b"celery_queue_depth" in response.read()
+
+
+def wait_for(check: Callable[[], object], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        with contextlib.suppress(OSError):  # not listening yet, or a 503 while it starts
+            if check():
+                return
+        assert time.monotonic() < deadline, f"gave up waiting for {check}"
+        time.sleep(0.3)
+
+
+@contextlib.contextmanager
+def make_run(project: Path, base: str, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`make run` from a plain shell (no venv on PATH) until the service is ready; at the end,
+    Ctrl-C, a SIGINT to its process group as a terminal sends it, and nothing it started is
+    left running."""
+    with (project / "make-run.log").open("ab") as log:
+        make = subprocess.Popen(
+            ["make", "run", *args],
+            cwd=project,
+            env=without_venv(),
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     try:
-        yield db
+        wait_for(lambda: request(f"{base}/readyz")[1]["status"] == "ready", 90)
+        yield make
     finally:
-        subprocess.run([*claim, "release", REDIS_SERVER_URL, str(db)], check=True)
+        os.killpg(make.pid, signal.SIGINT)
+        make.wait(60)
+        wait_for(lambda: not processes_in(project), 15)
 
 
-def test_readme_quick_start_runs_the_service(installed: Path, redis_db: int) -> None:
-    """`make release` then `make run` with two workers and two clocks, as the generated README
-    says, against a fresh database and a Redis database of its own: every process starts, and
-    both workers' metrics can be scraped."""
-    admin = os.environ.get("TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
-    database = f"quickstart_{secrets.token_hex(4)}"
-    port = free_port()
+@LINUX_PROC
+def test_readme_quick_start_runs_the_service_on_a_bare_machine(installed: Path) -> None:
+    """The generated README's quick start, `make run`, with nothing answering at .env's URLs: it
+    starts PostgreSQL and Redis itself, runs release and the service (here with two workers and
+    two clocks, every one of which starts, and both workers are scraped); their data outlives
+    it, and the second run finds the note and the session of the first."""
+    base = f"http://127.0.0.1:{free_port()}"
     metrics = free_ports(2)
     env_file = installed / ".env"
     original = env_file.read_text()
-    lines = dict(line.split("=", 1) for line in original.splitlines())
-    lines.update(
-        DATABASE_URL=urlunsplit(urlsplit(admin)._replace(path=f"/{database}")),
-        REDIS_URL=f"{REDIS_SERVER_URL.rstrip('/')}/{redis_db}",
-        PORT=str(port),
+    env = dict(line.split("=", 1) for line in original.splitlines())
+    env.update(
+        DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/quickstart",
+        REDIS_URL=f"redis://127.0.0.1:{free_port()}/0",
+        PORT=base.rsplit(":", 1)[1],
         WORKER_METRICS_PORT=str(metrics),
-        TASK_QUEUE=database,
     )
-    env_file.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
-    run(["psql", admin, "-c", f'CREATE DATABASE "{database}"'], installed, 30)
-    honcho = None
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     try:
-        run(["make", "release"], installed, 120)
-        honcho = subprocess.Popen(
-            ["make", "run", "CONCURRENCY=web=1,worker=2,clock=2"],
-            cwd=installed,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    assert json.load(r)["status"] == "ready"
-                    break
-            except OSError:
-                assert time.monotonic() < deadline, "web did not become ready"
-                time.sleep(0.3)
-        for worker_port in (metrics, metrics + 1):  # worker.1 and worker.2, one port each
-            while True:
-                try:
-                    url = f"http://127.0.0.1:{worker_port}/metrics"
-                    with urllib.request.urlopen(url, timeout=2) as r:
-                        assert b"celery_queue_depth" in r.read()
-                        break
-                except OSError:
-                    assert time.monotonic() < deadline, f"no worker metrics on {worker_port}"
-                    time.sleep(0.3)
-        assert honcho.poll() is None, "a process exited, and honcho stopped them all"
+        with make_run(installed, base, "CONCURRENCY=web=1,worker=2,clock=2") as make:
+            for port in (metrics, metrics + 1):  # worker.1 and worker.2, one port each
+                wait_for(functools.partial(serves_worker_metrics, port), 30)
+            cookie, note_id = sign_up_log_in_and_post_note(base)
+            note_url = f"{base}/api/v1/notes/{note_id}"
+            wait_for(lambda: request(note_url, cookie=cookie)[1]["enriched"], 30)  # by a worker
+            assert make.poll() is None, "a process exited, and honcho stopped them all"
+        with make_run(installed, base):  # the note and the session were kept
+            _, note = request(note_url, cookie=cookie)
+            assert (note["enriched"], note["word_count"]) == (True, 3)
+            _, session = request(f"{base}/api/v1/session", cookie=cookie)
+            assert session["email"] == ACCOUNT["email"]
     finally:
-        if honcho is not None:
-            os.killpg(honcho.pid, signal.SIGTERM)
-            honcho.wait(30)
         env_file.write_text(original)
-        run(
-            ["psql", admin, "-c", f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'],
-            installed,
-            30,
-        )
+        shutil.rmtree(installed / ".data", ignore_errors=True)
 
 
 def without_venv() -> dict[str, str]:
@@ -143,6 +224,7 @@ def without_venv() -> dict[str, str]:
 
 
 def free_port() -> int:
+    """A port of this machine where nothing answers."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])

@@ -12,7 +12,7 @@ import pytest
 from .conftest import check_tool, render
 
 VARIANTS = list(itertools.product(["yes", "no"], ["github", "gitlab", "none"]))
-SHARED = ["src", "tests", "pyproject.toml", "requirements.lock", "requirements-dev.lock",
+SHARED = ["src", "tests", "dev", "pyproject.toml", "requirements.lock", "requirements-dev.lock",
           "Procfile", "Dockerfile", "docker-compose.yml"]  # fmt: skip
 
 

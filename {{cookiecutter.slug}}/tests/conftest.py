@@ -5,6 +5,9 @@ TEST_DATABASE_URL: a PostgreSQL server where the tests may create and drop datab
     (default postgresql://postgres@127.0.0.1:5432/postgres); each run gets a fresh database.
 TEST_REDIS_URL: a Redis server (default redis://127.0.0.1:6379); each run claims a free
     logical database (1-15) for itself, so runs side by side do not see each other's keys.
+TEST_SERVICES: `auto` (default): where nothing answers at one of those two URLs, the run starts
+    a throwaway server of its own (dev/services.py) and removes it at the end. `embedded`: always
+    throwaway servers; `external`: only the URLs, never a server of its own.
 TEST_AMQP_URL: a RabbitMQ server (e.g. amqp://guest:guest@127.0.0.1:5672//). When set, the
     worker tests run on it too, as well as on Redis; each run uses its own queue.
 """
@@ -38,6 +41,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
+from dev import services
+
 ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = {
     name.strip(): command.strip()
@@ -49,6 +54,7 @@ ADMIN_DATABASE_URL = os.environ.get(
     "TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 REDIS_SERVER_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379")
+TEST_SERVICES = os.environ.get("TEST_SERVICES", "auto")
 AMQP_URL = os.environ.get("TEST_AMQP_URL")
 
 
@@ -190,32 +196,39 @@ class Web(Process):
         wait_until(ready, timeout)
 
 
+@pytest.fixture(scope="session")
+def servers() -> Iterator[services.Servers]:
+    """The PostgreSQL and Redis servers of this run: at the TEST_* URLs, or throwaway ones."""
+    with services.for_tests(ADMIN_DATABASE_URL, REDIS_SERVER_URL, TEST_SERVICES) as urls:
+        yield urls
+
+
 @contextlib.contextmanager
-def fresh_database(prefix: str) -> Iterator[str]:
-    """A new, empty database on the test server, dropped afterwards; yields its URL."""
+def fresh_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on the server, dropped afterwards; yields its URL."""
     name = f"{prefix}_{secrets.token_hex(4)}"
-    with psycopg.connect(ADMIN_DATABASE_URL, autocommit=True) as conn:
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield urlunsplit(urlsplit(ADMIN_DATABASE_URL)._replace(path=f"/{name}"))
-    with psycopg.connect(ADMIN_DATABASE_URL, autocommit=True) as conn:
+    yield urlunsplit(urlsplit(server_url)._replace(path=f"/{name}"))
+    with psycopg.connect(server_url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    with fresh_database("test_{{ cookiecutter.package }}") as url:
+def database_url(servers: services.Servers) -> Iterator[str]:
+    with fresh_database(servers.postgres, "test_{{ cookiecutter.package }}") as url:
         yield url
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
-    admin = redis.Redis.from_url(REDIS_SERVER_URL, db=0)
+def redis_url(servers: services.Servers) -> Iterator[str]:
+    admin = redis.Redis.from_url(servers.redis, db=0)
     for db in range(1, 16):
         if admin.set(f"test-claim:{db}", "1", nx=True, ex=3600):
             break
     else:
         pytest.fail("all Redis logical databases 1-15 are claimed by other test runs")
-    url = f"{REDIS_SERVER_URL.rstrip('/')}/{db}"
+    url = f"{servers.redis.rstrip('/')}/{db}"
     redis.Redis.from_url(url).flushdb()
     yield url
     redis.Redis.from_url(url).flushdb()

@@ -9,12 +9,14 @@ from typing import Any
 import psycopg
 import pytest
 
+from dev import services
+
 from .conftest import PROCFILE, ROOT, Web, fresh_database, release
 
 
 @pytest.fixture
-def other_database() -> Iterator[str]:
-    with fresh_database("test_other") as url:
+def other_database(servers: services.Servers) -> Iterator[str]:
+    with fresh_database(servers.postgres, "test_other") as url:
         yield url
 
 

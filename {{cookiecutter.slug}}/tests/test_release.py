@@ -6,6 +6,8 @@ from typing import Any
 
 import psycopg
 
+from dev import services
+
 from .conftest import fresh_database, release
 
 
@@ -22,10 +24,12 @@ def test_release_applies_migrations_and_is_idempotent(
     assert "Running upgrade" not in output  # nothing left to apply
 
 
-def test_accounts_migration_only_expands(migrated: dict[str, str]) -> None:
+def test_accounts_migration_only_expands(
+    migrated: dict[str, str], servers: services.Servers
+) -> None:
     """During a deploy the previous release's code runs against the new schema: what it wrote
     before and what it writes meanwhile (notes without an owner) must keep working."""
-    with fresh_database("test_expand") as url:
+    with fresh_database(servers.postgres, "test_expand") as url:
         env = {**migrated, "DATABASE_URL": url}
         with psycopg.connect(url, autocommit=True) as conn:
             # The schema as of 0001, with a note written by that release.
