@@ -70,7 +70,7 @@ EVALUATED: ContextVar[dict[str, str] | None] = ContextVar("flags_evaluated", def
 class Flags:
     """The flags this process evaluates, counted by flag and variant.
 
-    One evaluation through the SDK costs 10 to 25 µs of CPU (its hooks and context merging, then
+    One evaluation through the SDK costs 10 to 30 µs of CPU (its hooks and context merging, then
     the rule; measured by the template's bench/flags.py), against a budget of 10 µs on the
     request path. So each answer is remembered per flag and user until the provider reports a
     configuration change, for a minute at most (rules may depend on the time of day).
