@@ -85,6 +85,8 @@ def test_missing_config_names_every_variable(kind: str, base_env: dict[str, str]
         ("PORT", "eighty"),
         ("WEB_CONCURRENCY", "0"),
         ("LOG_LEVEL", "LOUD"),
+        ("FLAG_SIGN_UP", "sometimes"),
+        ("FLAGS_RELOAD_SECONDS", "0"),
     ],
 )
 def test_malformed_config_is_named_without_echoing_secrets(

@@ -130,7 +130,15 @@ class AccessLog:
         self.stream = stream
         self.trace_ids = trace_ids  # with tracing on: the request's trace_id and span_id
 
-    def write(self, request_id: str, method: str, path: str, status: int, seconds: float) -> None:
+    def write(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        status: int,
+        seconds: float,
+        flags: dict[str, str] | None = None,
+    ) -> None:
         if not self.enabled:
             return
         line = {
@@ -146,5 +154,7 @@ class AccessLog:
         }
         if self.trace_ids is not None:
             line.update(self.trace_ids())
+        if flags:  # the feature flags the request evaluated, and their variants (core/flags.py)
+            line["flags"] = flags
         self.stream.write(orjson.dumps(line, option=self.OPTIONS))
         self.stream.flush()

@@ -114,3 +114,32 @@ class TaskMetrics:
             multiprocess_mode="max",
             registry=registry,
         )
+
+
+class FlagMetrics:
+    """Feature flag evaluations (core/flags.py), in web and worker alike."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.evaluations = Counter(
+            "feature_flag_evaluations_total",
+            "Flag evaluations, by the variant they gave (`default`: nothing set the flag; "
+            "`error`: evaluation failed and gave the declared default)",
+            ["flag", "variant"],
+            registry=registry,
+        )
+        self.errors = Counter(
+            "feature_flag_evaluation_errors_total",
+            "Flag evaluations that failed, by OpenFeature error code",
+            ["flag", "error"],
+            registry=registry,
+        )
+        self._children: dict[tuple[str, str], Counter] = {}  # as in HttpMetrics
+
+    def count(self, flag: str, variant: str) -> None:
+        key = (flag, variant)
+        if key not in self._children:
+            self._children[key] = self.evaluations.labels(flag, variant)
+        self._children[key].inc()
+
+    def error(self, flag: str, code: str) -> None:
+        self.errors.labels(flag, code).inc()

@@ -39,6 +39,8 @@ class Note(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     # Filled in by the worker's enrich_note task; NULL until it has run.
     word_count: Mapped[int | None] = mapped_column(Integer)
+    # Filled in only while the `note-summary` flag is on for the note's owner (core/flags.py).
+    summary: Mapped[str | None] = mapped_column(Text)
     enriched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

@@ -8,6 +8,8 @@ Secrets are `SecretStr`, so neither `repr()` nor an error message can print them
 import json
 import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Annotated, Literal, NoReturn
 from urllib.parse import urlsplit
 
@@ -16,6 +18,7 @@ from pydantic import (
     AfterValidator,
     BeforeValidator,
     Field,
+    PrivateAttr,
     SecretStr,
     ValidationError,
     model_validator,
@@ -26,6 +29,8 @@ from .logging import utc_timestamp
 from .telemetry import config_problems
 
 EX_CONFIG = 78  # sysexits.h: configuration error
+FLAG_PREFIX = "FLAG_"  # FLAG_NOTE_SUMMARY=on sets the feature flag `note-summary` (core/flags.py)
+FLAG_VALUES = {"on": True, "off": False, "true": True, "false": False}
 
 
 def _url_with_scheme(*schemes: str) -> AfterValidator:
@@ -192,6 +197,37 @@ class Settings(BaseSettings):
         30, ge=5, description="a standby clock takes over at most this long after the active dies"
     )
     retention_days: Seconds = Field(7, description="heartbeats and dead letters older are pruned")
+
+    # Feature flags (core/flags.py): FLAG_<NAME>=on|off, then this file, then the code's default.
+    flags_file: Path | None = Field(
+        None, description="flag file in flagd's JSON format, re-read while the process runs"
+    )
+    flags_reload_seconds: Seconds = Field(
+        5, description="how often the flag file is checked: the bound on a change taking effect"
+    )
+    _env_flags: dict[str, bool] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _read_env_flags(self) -> "Settings":
+        # A family of variables rather than one field: FLAG_<NAME>, one per flag the
+        # environment pins. Read here so that a bad value stops the process like any setting.
+        flags, bad = {}, []
+        for name, value in os.environ.items():
+            if name.startswith(FLAG_PREFIX):
+                if value.strip().lower() not in FLAG_VALUES:
+                    bad.append(name)
+                    continue
+                key = name.removeprefix(FLAG_PREFIX).lower().replace("_", "-")
+                flags[key] = FLAG_VALUES[value.strip().lower()]
+        if bad:
+            raise ValueError(f"{', '.join(sorted(bad))} must be on or off")
+        self._env_flags = flags
+        return self
+
+    @property
+    def env_flags(self) -> Mapping[str, bool]:
+        """The flags FLAG_<NAME> variables set, by flag key: FLAG_NOTE_SUMMARY is `note-summary`."""
+        return self._env_flags
 
     @model_validator(mode="after")
     def _task_waits_below_visibility_timeout(self) -> "Settings":

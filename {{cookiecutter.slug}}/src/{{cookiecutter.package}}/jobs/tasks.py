@@ -7,6 +7,7 @@ and an error log line, so no failure is silent.
 """
 
 import random
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,6 +18,7 @@ from celery import Task, shared_task
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from ..core.flags import EVALUATED, NOTE_SUMMARY
 from ..core.models import DeadLetter, Heartbeat, Note
 from .worker import WorkerApp
 
@@ -64,22 +66,46 @@ class ReliableTask(Task):  # type: ignore[misc]
             conn.execute(insert(DeadLetter).values(record).on_conflict_do_nothing())
 
 
+SENTENCE_END = re.compile(r"(?<=[.!?])\s")
+SUMMARY_LENGTH = 200
+
+
+def summarise(body: str) -> str:
+    """The first sentence, cut at SUMMARY_LENGTH characters."""
+    first = SENTENCE_END.split(body.strip(), maxsplit=1)[0]
+    return first if len(first) <= SUMMARY_LENGTH else first[: SUMMARY_LENGTH - 1] + "…"
+
+
 @shared_task(bind=True, base=ReliableTask, name="notes.enrich")
 def enrich_note(self: ReliableTask, note_id: int) -> None:
-    """Count the note's words. Running it again recomputes the same value: idempotent."""
+    """Count the note's words and, while the `note-summary` flag is on for its owner, store its
+    summary. Running it again recomputes the same values for the same flags: idempotent."""
     with self.app.engine.begin() as conn:
         # FOR UPDATE: two copies of this task on one note take turns; lock_timeout bounds the wait.
-        body = conn.scalar(select(Note.body).where(Note.id == note_id).with_for_update())
-        if body is None:
+        note = conn.execute(
+            select(Note.body, Note.owner_id).where(Note.id == note_id).with_for_update()
+        ).first()
+        if note is None:
             log.warning("note is gone", note_id=note_id)
             return
-        word_count = len(body.split())
+        word_count = len(note.body.split())
+        # The same question as the web's, for the same user: both give the same answer.
+        summarised = self.app.flags.enabled(NOTE_SUMMARY, note.owner_id)
         conn.execute(
             update(Note)
             .where(Note.id == note_id)
-            .values(word_count=word_count, enriched_at=datetime.now(UTC))
+            .values(
+                word_count=word_count,
+                summary=summarise(note.body) if summarised else None,
+                enriched_at=datetime.now(UTC),
+            )
         )
-    log.info("note enriched", note_id=note_id, word_count=word_count)
+    log.info(
+        "note enriched",
+        note_id=note_id,
+        word_count=word_count,
+        flags=EVALUATED.get(),  # the variant of each flag evaluated, as on the web's access line
+    )
 
 
 @shared_task(bind=True, base=ReliableTask, name="clock.heartbeat")

@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 
 from ..core.broker import configure_celery
 from ..core.db import create_db_engine
+from ..core.flags import EVALUATED, Flags, create_flags
 from ..core.logging import configure_logging
 from ..core.metrics import TaskMetrics, scrape_registry
 from ..core.ports import in_use, port_unavailable
@@ -66,6 +67,12 @@ class WorkerApp(Celery):  # type: ignore[misc]
             self.tracing.instrument_engine(engine)
         return engine
 
+    @cached_property
+    def flags(self) -> Flags:
+        # Also made in each child, where its flag file watcher thread must run: a thread
+        # started before the fork would not exist in the children.
+        return create_flags(self.settings, self.registry)
+
 
 def create_worker_app(settings: Settings) -> WorkerApp:
     app = WorkerApp(settings, main="{{ cookiecutter.package }}", set_as_current=False)
@@ -90,6 +97,7 @@ def _log_shutting_down(sig: str, how: str, **_: Any) -> None:
 
 def _bind_task_context(task: Any, task_id: str, **_: Any) -> None:
     structlog.contextvars.clear_contextvars()
+    EVALUATED.set({})  # the flags this task evaluates, with their variants
     structlog.contextvars.bind_contextvars(
         task_id=task_id,
         task_name=task.name,

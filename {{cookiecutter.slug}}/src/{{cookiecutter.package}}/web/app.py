@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from ..core.broker import create_celery
 from ..core.db import create_async_db_engine, session_factory
+from ..core.flags import create_flags
 from ..core.logging import AccessLog
 from ..core.metrics import HttpMetrics, metrics_endpoint
 from ..core.passwords import Hasher
@@ -55,6 +56,7 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         redis = create_redis(settings)
         celery = create_celery(settings)
         hasher = Hasher(settings)
+        flags = create_flags(settings, registry)
         secret_keys = [settings.secret_key, *settings.secret_key_fallbacks]
         max_age = settings.session_max_age_seconds
         yield {
@@ -66,6 +68,7 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
             "rate_limiter": create_rate_limiter(settings, redis),
             "login_throttle": create_login_throttle(settings, redis),
             "hasher": hasher,
+            "flags": flags,
             "cookie": SessionCookie(settings.session_cookie_secure, max_age),
             "session_store": SessionStore(
                 redis,
@@ -75,6 +78,7 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
             ),
         }
         hasher.close()
+        flags.close()
         # uvicorn gives the lifespan shutdown no deadline of its own: bound it here.
         try:
             async with asyncio.timeout(settings.db_timeout_seconds):

@@ -15,6 +15,7 @@ from fastapi import Depends, HTTPException, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from ..core.flags import Flags
 from ..core.passwords import Hasher
 from ..core.sessions import Session, SessionStore
 from ..core.settings import Settings
@@ -63,6 +64,10 @@ async def _cookie(request: Request) -> SessionCookie:
     return request.state.cookie  # type: ignore[no-any-return]
 
 
+async def _flags(request: Request) -> Flags:
+    return request.state.flags  # type: ignore[no-any-return]
+
+
 async def _client_address(request: Request) -> str:
     # uvicorn has already taken it from X-Forwarded-For if the peer is a trusted proxy.
     return request.client.host if request.client else "unknown"
@@ -79,6 +84,7 @@ Passwords = Annotated[Hasher, Depends(_hasher)]
 Throttle = Annotated[LoginThrottle, Depends(_login_throttle)]
 Cookie = Annotated[SessionCookie, Depends(_cookie)]
 ClientAddress = Annotated[str, Depends(_client_address)]
+FeatureFlags = Annotated[Flags, Depends(_flags)]
 
 
 async def _current_session(request: Request) -> Session:

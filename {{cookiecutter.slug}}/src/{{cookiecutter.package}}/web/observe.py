@@ -13,6 +13,7 @@ from collections.abc import Callable
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..core.flags import EVALUATED
 from ..core.logging import AccessLog
 from ..core.metrics import HttpMetrics, route_template
 from .errors import send_json_error
@@ -46,6 +47,8 @@ class ObserveMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         if self.tag_request is not None:
             self.tag_request(rid)
+        flags: dict[str, str] = {}  # filled by core/flags.py as the request evaluates flags
+        EVALUATED.set(flags)
         status = 0
         recorded = False
 
@@ -59,7 +62,7 @@ class ObserveMiddleware:
             self.metrics.in_progress.dec()
             duration = time.perf_counter() - start
             method = scope["method"]
-            self.access_log.write(rid, method, scope["path"], status, duration)
+            self.access_log.write(rid, method, scope["path"], status, duration, flags)
             self.metrics.observe(method, route_template(scope), status, duration)
 
         async def send_observed(message: Message) -> None:

@@ -1,6 +1,9 @@
 """Notes: each belongs to the user who wrote it, stored in PostgreSQL, enriched in the
 background by the worker. Another user's note is a 404, as if it did not exist: a 403 would
-confirm that the id is taken."""
+confirm that the id is taken.
+
+The summary is behind the `note-summary` flag, evaluated here and in the worker for the same
+user: switching it off hides summaries at once, without waiting for the worker."""
 
 from datetime import datetime
 from typing import Annotated, Protocol
@@ -12,8 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam, select
 from starlette.concurrency import run_in_threadpool
 
+from ...core.flags import NOTE_SUMMARY
 from ...core.models import Note
-from ..deps import CeleryApp, CurrentSession, DbEngine, DbSession, RequestId
+from ..deps import CeleryApp, CurrentSession, DbEngine, DbSession, FeatureFlags, RequestId
 from ..ratelimit import rate_limited
 from .fields import RowId, StorableText
 
@@ -36,6 +40,7 @@ class NoteOut(BaseModel):
     body: str
     created_at: datetime
     word_count: int | None
+    summary: str | None = Field(description="null unless the `note-summary` flag is on for you")
     enriched: bool
 
 
@@ -52,16 +57,18 @@ class _NoteColumns(Protocol):
     body: str
     created_at: datetime
     word_count: int | None
+    summary: str | None
     enriched_at: datetime | None
 
 
-def _out(note: _NoteColumns) -> NoteOut:
+def _out(note: _NoteColumns, summary_shown: bool) -> NoteOut:
     return NoteOut(
         id=note.id,
         title=note.title,
         body=note.body,
         created_at=note.created_at,
         word_count=note.word_count,
+        summary=note.summary if summary_shown else None,
         enriched=note.enriched_at is not None,
     )
 
@@ -73,7 +80,12 @@ def enqueue_enrichment(celery: Celery, note_id: int, request_id: str | None) -> 
 
 @router.post("", status_code=201, dependencies=[rate_limited])
 async def create_note(
-    note: NoteIn, session: CurrentSession, db: DbSession, celery: CeleryApp, request_id: RequestId
+    note: NoteIn,
+    session: CurrentSession,
+    db: DbSession,
+    celery: CeleryApp,
+    request_id: RequestId,
+    flags: FeatureFlags,
 ) -> NoteOut:
     row = Note(owner_id=session.user_id, title=note.title, body=note.body)
     db.add(row)
@@ -83,7 +95,7 @@ async def create_note(
         await run_in_threadpool(enqueue_enrichment, celery, row.id, request_id)
     except Exception as exc:  # the note is stored; the clock's sweep enqueues it later
         log.warning("enqueue failed", note_id=row.id, error=type(exc).__name__)
-    return _out(row)
+    return _out(row, flags.enabled(NOTE_SUMMARY, session.user_id))
 
 
 # The hottest read needs no unit of work: one pooled connection and one Core SELECT cost a
@@ -95,19 +107,22 @@ NOTE_BY_ID = select(*Note.__table__.c).where(
 
 
 @router.get("/{note_id}")
-async def get_note(note_id: RowId, session: CurrentSession, engine: DbEngine) -> NoteOut:
+async def get_note(
+    note_id: RowId, session: CurrentSession, engine: DbEngine, flags: FeatureFlags
+) -> NoteOut:
     async with engine.connect() as conn:
         params = {"note_id": note_id, "owner_id": session.user_id}
         note = (await conn.execute(NOTE_BY_ID, params)).first()
     if note is None:
         raise HTTPException(404, "note not found")
-    return _out(note)
+    return _out(note, flags.enabled(NOTE_SUMMARY, session.user_id))
 
 
 @router.get("")
 async def list_notes(
     session: CurrentSession,
     db: DbSession,
+    flags: FeatureFlags,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     before: Annotated[RowId | None, Query(description="id to page back from")] = None,
 ) -> NotePage:
@@ -117,4 +132,5 @@ async def list_notes(
         query = query.where(Note.id < before)
     notes = (await db.scalars(query)).all()
     next_before = notes[-1].id if len(notes) == limit else None
-    return NotePage(items=[_out(n) for n in notes], next_before=next_before)
+    shown = flags.enabled(NOTE_SUMMARY, session.user_id)
+    return NotePage(items=[_out(n, shown) for n in notes], next_before=next_before)

@@ -8,12 +8,14 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ...core.accounts import EmailTaken, by_email, create_user, normalise_email, set_password
+from ...core.flags import SIGN_UP
 from ...core.passwords import broken_rule
 from ..deps import (
     AppSettings,
     ClientAddress,
     CurrentSession,
     DbSession,
+    FeatureFlags,
     Passwords,
     Sessions,
     Throttle,
@@ -62,7 +64,12 @@ def _check_rules(password: str, settings: AppSettings, field: str) -> None:
 
 
 @router.post("", status_code=201, dependencies=[rate_limited])
-async def sign_up(body: SignUp, db: DbSession, hasher: Passwords, settings: AppSettings) -> UserOut:
+async def sign_up(
+    body: SignUp, db: DbSession, hasher: Passwords, settings: AppSettings, flags: FeatureFlags
+) -> UserOut:
+    # The kill switch comes first: switched off, a sign-up costs no hash and no query.
+    if not flags.enabled(SIGN_UP, None):
+        raise HTTPException(503, "sign-up is switched off for now")
     _check_rules(body.password, settings, "password")
     try:
         user = await create_user(db, hasher, body.email, body.password)
