@@ -160,7 +160,8 @@ def checkpoint(only: list[str]) -> int:
             print(f"no factor in FACTORS.md starts with {' or '.join(only)}")
             return 2
     tests = list(dict.fromkeys(test for named in rows.values() for test in named))
-    print(f"Checkpoint: {len(tests)} tests behind {len(rows)} factors (FACTORS.md), one pytest run")
+    rows_named = f"{len(rows)} factor{'s' if len(rows) > 1 else ''}"
+    print(f"Checkpoint: {len(tests)} tests behind {rows_named} (FACTORS.md), one pytest run")
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "report.xml"
         options = ["-q", "--tb=line", "-rN", "-p", "no:cacheprovider", f"--junitxml={report}"]
@@ -179,11 +180,9 @@ def checkpoint(only: list[str]) -> int:
             print(f"          {outcomes.get(test, 'not run')}: {test}")
     if (lab := applied()) is not None:
         print(f"Lab {lab.number} is still applied (make lab-reset undoes it).")
-    if passing == len(rows):
-        print(f"All {len(rows)} pass: the service is green.")
-        return 0
-    print(f"{passing} of {len(rows)} pass.")
-    return 1
+    green = passing == len(rows)
+    print(f"{passing} of {len(rows)} pass{': the service is green' if green and not only else ''}.")
+    return 0 if green else 1
 
 
 def _named(factor: str, names: list[str]) -> bool:
