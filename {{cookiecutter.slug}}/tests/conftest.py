@@ -73,15 +73,21 @@ def error(response: httpx.Response) -> str:
     return str(body["detail"])
 
 
-def wait_until(check: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
-    """Poll `check` until it returns something truthy; fail the test after `timeout` seconds."""
+def wait_until(
+    check: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.05,
+    describe: Callable[[], str] | None = None,
+) -> Any:
+    """Poll `check` until it returns something truthy; fail the test after `timeout` seconds,
+    saying what it waited for (`describe()`, else the check itself)."""
     deadline = time.monotonic() + timeout
     while True:
         result = check()
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout}s waiting for {check}")
+            pytest.fail(f"gave up after {timeout}s waiting for {describe() if describe else check}")
         time.sleep(interval)
 
 
@@ -186,14 +192,20 @@ class Web(Process):
         return client
 
     def wait_ready(self, timeout: float = 15) -> None:
+        last = "no answer"
+
         def ready() -> bool:
+            nonlocal last
             assert self.popen.poll() is None, f"web exited: {self.lines[-20:]}"
             try:
-                return self.client.get("/readyz").status_code == 200
-            except httpx.TransportError:
+                response = self.client.get("/readyz")
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
                 return False
+            last = response.text
+            return response.status_code == 200
 
-        wait_until(ready, timeout)
+        wait_until(ready, timeout, describe=lambda: f"{self.url}/readyz; last answer: {last}")
 
 
 @pytest.fixture(scope="session")

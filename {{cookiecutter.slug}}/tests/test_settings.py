@@ -113,7 +113,7 @@ def test_several_bad_variables_are_all_named_at_once(base_env: dict[str, str]) -
 def test_each_required_variable_is_required(missing: str, base_env: dict[str, str]) -> None:
     env = {k: v for k, v in base_env.items() if k != missing}
     code, output, _ = run_process("release", env)
-    assert code == 78
+    assert code == 78, output
     event = json.loads(output)["event"]
     assert missing in event
     assert [name for name in GOOD if name in event] == [missing]

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import TcpProxy, Web
+from .conftest import TcpProxy, Web, wait_until
 
 
 def start_post(web: Web, path: str, payload: dict[str, str]) -> tuple[socket.socket, bytes]:
@@ -89,12 +89,13 @@ def test_readiness_is_503_from_the_signal_on(
 
 
 def test_grace_period_bounds_the_drain(start: Callable[..., Any]) -> None:
-    web: Web = start("web", SHUTDOWN_GRACE_SECONDS="1")
+    # The request deadline is far off: only the grace can end this drain.
+    web: Web = start("web", SHUTDOWN_GRACE_SECONDS="1", REQUEST_TIMEOUT_SECONDS="60")
     web.wait_ready()
     sock, _ = start_post(web, "/api/v1/notes", {"title": "t", "body": "never"})
     time.sleep(0.3)
     signalled = time.monotonic()
     web.send(signal.SIGTERM)
-    web.popen.wait(10)
+    wait_until(lambda: web.popen.poll() is not None, 10, describe=lambda: "web to exit")
     assert time.monotonic() - signalled < 1 + 1.5  # the grace, plus closing the pools
     sock.close()

@@ -50,7 +50,8 @@ def imported_by(module: str) -> set[str]:
     """The package's own modules (and Celery's worker machinery) that importing `module` loads."""
     code = (
         f"import sys, {module}; "
-        "print('\\n'.join(m for m in sys.modules if m.startswith(('{{ cookiecutter.package }}', 'celery.apps'))))"
+        "print('\\n'.join(m for m in sys.modules"
+        " if m.startswith(('{{ cookiecutter.package }}', 'celery.apps'))))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
