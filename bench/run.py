@@ -680,14 +680,7 @@ def load_table(res: Results) -> list[str]:
         "Target | Result |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for r in res.pairs:
-        g, b = r.generated, r.bare
-        lines.append(
-            f"| {r.pair.label} | {g.rps:,.0f} | {b.rps:,.0f} | {r.ratio:.2f}x | "
-            f"{g.p50_ms:.1f} / {g.p99_ms:.1f} ms | {b.p50_ms:.1f} / {b.p99_ms:.1f} ms | "
-            f"{r.generated_cpu_us:.0f} / {r.bare_cpu_us:.0f} µs | "
-            f"{r.target} | {r.result} |"
-        )
+    lines += [pair_row(r) for r in res.pairs]
     lines.append("")
     lines += [
         f"- {r.pair.label}: every run, req/s: generated {rates(r.generated_runs)}; "
@@ -700,6 +693,15 @@ def load_table(res: Results) -> list[str]:
         "Outside load on the machine moves it far less than req/s.",
     ]
     return [*lines, ""]
+
+
+def pair_row(r: PairResult) -> str:
+    g, b = r.generated, r.bare
+    return (
+        f"| {r.pair.label} | {g.rps:,.0f} | {b.rps:,.0f} | {r.ratio:.2f}x | "
+        f"{g.p50_ms:.1f} / {g.p99_ms:.1f} ms | {b.p50_ms:.1f} / {b.p99_ms:.1f} ms | "
+        f"{r.generated_cpu_us:.0f} / {r.bare_cpu_us:.0f} µs | {r.target} | {r.result} |"
+    )
 
 
 def tracing_table(res: Results) -> list[str]:
@@ -715,14 +717,7 @@ def tracing_table(res: Results) -> list[str]:
         "Server CPU per request, on / off | Target | Result |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    for r in res.tracing:
-        g, b = r.generated, r.bare
-        lines.append(
-            f"| {r.pair.label} | {g.rps:,.0f} | {b.rps:,.0f} | {r.ratio:.2f}x | "
-            f"{g.p50_ms:.1f} / {g.p99_ms:.1f} ms | {b.p50_ms:.1f} / {b.p99_ms:.1f} ms | "
-            f"{r.generated_cpu_us:.0f} / {r.bare_cpu_us:.0f} µs | "
-            f"{r.target} | {r.result} |"
-        )
+    lines += [pair_row(r) for r in res.tracing]
     lines.append("")
     lines += [
         f"- {r.pair.label}: every run, req/s: on {rates(r.generated_runs)}; "
