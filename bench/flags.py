@@ -34,7 +34,8 @@ from pathlib import Path
 flag_file = Path(tempfile.mkdtemp()) / "flags.json"
 flag_file.write_text(json.dumps({"flags": {
     "note-summary": {"state": "ENABLED", "variants": {"on": True, "off": False},
-                     "defaultVariant": "off", "targeting": {"fractional": [["on", 30], ["off", 70]]}},
+                     "defaultVariant": "off",
+                     "targeting": {"fractional": [["on", 30], ["off", 70]]}},
     "static": {"state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "on"},
 }}))
 os.environ.update(DATABASE_URL="postgresql://u@localhost/x", REDIS_URL="redis://localhost",
@@ -108,7 +109,8 @@ def report(single: dict[str, float], multi: dict[str, float], started: str, load
     ]
     for name, micros in single.items():
         on_path = name.startswith("remembered")
-        target = f"< {TARGET_US:.0f} µs: {'PASS' if max(micros, multi[name]) < TARGET_US else 'FAIL'}"
+        verdict = "PASS" if max(micros, multi[name]) < TARGET_US else "FAIL"
+        target = f"< {TARGET_US:.0f} µs: {verdict}"
         lines.append(
             f"| {name} | {micros:.1f} | {multi[name]:.1f} | {target if on_path else '(none)'} |"
         )
