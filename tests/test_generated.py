@@ -211,7 +211,7 @@ def test_readme_quick_start_runs_the_service_on_a_bare_machine(installed: Path) 
             _, note = request(note_url, cookie=cookie)
             assert (note["enriched"], note["word_count"]) == (True, 3)
             _, session = request(f"{base}/api/v1/session", cookie=cookie)
-            assert session["email"] == ACCOUNT["email"]
+            assert session["user"]["email"] == ACCOUNT["email"]
     finally:
         env_file.write_text(original)
         shutil.rmtree(installed / ".data", ignore_errors=True)
