@@ -8,6 +8,7 @@ same processors, so both look alike. The access line, one per request, is built 
 
 import logging
 import sys
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
@@ -47,11 +48,21 @@ def _dumps_text(obj: Any, **_: Any) -> str:
 
 
 class _NamedBytesLogger(structlog.BytesLogger):
-    """structlog's fastest logger, with the name `add_logger_name` reads."""
+    """structlog's fastest logger, with the name `add_logger_name` reads, and a re-entrant
+    write lock.
+
+    A signal handler runs between two bytecodes of whatever the main thread was doing, and
+    Celery's SIGTERM handler logs (`worker shutting down`). With structlog's own lock, a signal
+    that lands while a line is being written waits for a lock its own thread holds: the worker
+    hung until SIGKILL. Re-entered, the handler's line is written first, whole.
+    """
+
+    _reentrant = threading.RLock()  # one per process, like structlog's per-file lock
 
     def __init__(self, stream: BinaryIO, name: str) -> None:
         super().__init__(stream)
         self.name = name
+        self._lock = self._reentrant  # type: ignore[assignment]
 
 
 def configure_logging(level: str, trace_ids: bool = False) -> None:
