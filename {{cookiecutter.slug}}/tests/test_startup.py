@@ -65,6 +65,6 @@ def test_layout_keeps_each_process_type_to_its_own_machinery() -> None:
     assert not {m for m in web if m.startswith(("{{ cookiecutter.package }}.jobs", "celery.apps"))}
     core = imported_by("{{ cookiecutter.package }}.core")  # the shared core imports neither side
     shared = ("settings", "logging", "db", "models", "metrics", "sessions", "broker", "tracing")
-    for name in (*shared, "flags"):
+    for name in (*shared, "redis_client", "flags"):
         core |= imported_by(f"{{ cookiecutter.package }}.core.{name}")
     assert not {m for m in core if m.split(".")[1:2] in (["web"], ["jobs"], ["admin"])}

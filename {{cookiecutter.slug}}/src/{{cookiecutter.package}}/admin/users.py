@@ -15,7 +15,6 @@ import sys
 from typing import NoReturn
 
 import orjson
-from redis.asyncio import Redis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,6 +23,7 @@ from ..core.db import create_async_db_engine, session_factory
 from ..core.logging import configure_logging
 from ..core.models import User
 from ..core.passwords import Hasher, broken_rule
+from ..core.redis_client import create_redis
 from ..core.sessions import SessionStore
 from ..core.settings import Settings, fail, load_settings
 
@@ -91,7 +91,7 @@ async def disable(db: AsyncSession, settings: Settings, email: str) -> None:
     await db.execute(update(User).where(User.id == user.id).values(is_active=False))
     await db.commit()
     await db.refresh(user)
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = create_redis(settings)
     try:
         keys = [settings.secret_key.get_secret_value()]
         store = SessionStore(

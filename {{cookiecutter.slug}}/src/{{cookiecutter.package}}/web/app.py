@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 
 from ..core.broker import create_celery
 from ..core.db import create_async_db_engine, session_factory
@@ -21,6 +20,7 @@ from ..core.flags import create_flags
 from ..core.logging import AccessLog
 from ..core.metrics import HttpMetrics, metrics_endpoint
 from ..core.passwords import Hasher
+from ..core.redis_client import create_redis
 from ..core.sessions import SessionStore
 from ..core.settings import Settings
 from . import api, health
@@ -36,14 +36,6 @@ if TYPE_CHECKING:
     from ..core.tracing import Tracing  # imports OpenTelemetry: never at run time when off
 
 log = structlog.get_logger(__name__)
-
-
-def create_redis(settings: Settings) -> Redis:
-    return Redis.from_url(
-        settings.redis_url.get_secret_value(),
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-    )
 
 
 def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
