@@ -1,6 +1,7 @@
 """Where does the generated web process spend its time under load? A sampling profile per endpoint.
 
     .venv/bin/python bench/profile.py            # about 1.5 minutes; writes bench/PROFILE.md
+    .venv/bin/python bench/profile.py --traced   # the same with tracing on -> PROFILE-traced.md
 
 Renders and installs the template exactly as run.py does, starts one `web` process, and for each
 of /livez, GET /api/v1/session and GET /api/v1/notes/{id}: puts it under wrk load and records it
@@ -30,37 +31,54 @@ import run  # bench/run.py: rendering, processes, wrk
 # (bucket, pattern on "function (file:line)") in priority order: a sample goes to the innermost
 # frame that matches any pattern, and that frame's first matching bucket in this list.
 BUCKETS: list[tuple[str, str]] = [
+    # With --traced: what tracing adds, split by the part of OpenTelemetry that spends it.
+    (
+        "tracing: OTLP export (encode, HTTP post, batch queue)",
+        r"opentelemetry/(exporter|sdk/_shared_internal|sdk/trace/export)|google/protobuf|"
+        r"_message\.abi3|upb|requests/|urllib3/|http/client\.py",
+    ),
+    ("tracing: redis-py instrumentation", r"opentelemetry/instrumentation/redis"),
+    ("tracing: FastAPI's native telemetry", r"fastapi/telemetry/"),
+    ("tracing: log lines' trace ids", r"acme_notes/core/tracing"),
+    ("tracing: span start/end, ids, attributes, context", r"opentelemetry/|/random\.py"),
     # Native frames (py-spy --native): the collector runs inside whichever allocation set it
     # off, so without this bucket its time would be smeared over random Python lines.
     ("cyclic garbage collector (gc)", r"gc_collect|collect_with_callback"),
     (
         "log lines (access line included): JSON render + write",
-        r"structlog/|/logging/__init__|acme_notes/logging",
+        r"structlog/|/logging/__init__|acme_notes/core/logging",
     ),
-    ("metrics: prometheus_client", r"prometheus_client/|acme_notes/metrics"),
-    ("rate limiting", r"limits/|acme_notes/ratelimit"),
+    ("metrics: prometheus_client", r"prometheus_client/|acme_notes/core/metrics"),
+    ("rate limiting", r"acme_notes/web/ratelimit"),
     ("sync code sent to the thread pool", r"run_in_threadpool|to_thread|run_sync_in_worker"),
     ("psycopg: query send/receive, connect, rollback", r"psycopg/"),
     ("SQLAlchemy: session, ORM, pool, pre-ping", r"sqlalchemy/"),
-    ("redis-py client", r"redis/"),
+    ("redis-py client", r"site-packages/redis/"),
     (
-        "own middlewares: request id, deadline, observe",
-        r"acme_notes/(request_id|deadline|access_log|observe)|uuid\.py|asyncio/timeouts",
+        "own middlewares: request id, deadline, observe, CSRF, body limit",
+        r"acme_notes/web/(request_id|deadline|observe|csrf|body_limit|protocol)|/uuid\.py|"
+        r"asyncio/timeouts",
     ),
-    ("sessions: cookie check, HMAC, JSON", r"acme_notes/sessions|hmac\.py|base64\.py"),
+    (
+        "sessions: cookie check, HMAC, JSON",
+        r"acme_notes/(core/sessions|web/cookie)|/hmac\.py|/base64\.py",
+    ),
     (
         "FastAPI routing: include_router matching",
         r"_IncludedRouter|_EffectiveRouteContext|\bmatches \(|Router\.(app|handle|__call__)",
     ),
     ("FastAPI dependency resolution", r"solve_dependencies|fastapi/dependencies/"),
     ("response model: pydantic validate + serialize", r"pydantic|serialize_response|encoders"),
-    ("route handler (acme_notes/api, health)", r"acme_notes/"),
+    ("route handler and its dependencies (acme_notes/web)", r"acme_notes/"),
     ("uvicorn + httptools: parse, socket write", r"uvicorn/|httptools"),
     ("starlette / FastAPI request plumbing", r"starlette/|fastapi/"),
-    ("asyncio event loop", r"asyncio/"),
+    ("asyncio event loop", r"asyncio/|uvloop"),
 ]
-# A thread-pool thread waiting for work is idle, though py-spy may still sample it.
-IDLE = re.compile(r"^(\w+\.)?(wait|get) \(.*(threading|queue)\.py")
+# A thread waiting for work is idle, though py-spy may still sample it: the thread pools'
+# workers, and the span exporter's thread between batches.
+IDLE = re.compile(
+    r"^(\w+\.)?(wait|get) \(.*(threading|queue)\.py|^_worker \(.*concurrent/futures/thread\.py"
+)
 _COMPILED = [(name, re.compile(pattern)) for name, pattern in BUCKETS]
 PY_SPY_RATE = 100
 PY_SPY_MODE = ["--native"]  # or ["--nonblocking"], with the option of that name
@@ -114,7 +132,7 @@ def profile_endpoint(
     )
     load.start()
     time.sleep(1)
-    base = [str(py_spy), "record", "--pid", str(server.pid), *PY_SPY_MODE]
+    base = [str(py_spy), "record", "--pid", str(server.pid), "--full-filenames", *PY_SPY_MODE]
     subprocess.run(
         [*base, "-r", str(PY_SPY_RATE), "-d", str(seconds), "-f", "raw", "-o", str(out)],
         check=True,
@@ -155,10 +173,16 @@ def flamegraph(
     load.join()
 
 
-def render(rows: list[tuple[str, run.LoadResult, Counter[str]]], seconds: int) -> str:
+def render(rows: list[tuple[str, run.LoadResult, Counter[str]]], seconds: int, traced: bool) -> str:
     mode = " ".join(PY_SPY_MODE)
+    title = "# Where the generated web process spends its time"
+    if traced:
+        title += (
+            ", tracing on\n\nAlways-on sampling, OTLP/HTTP export to a local receiver; the "
+            "buckets named `tracing:` are what tracing adds."
+        )
     lines = [
-        "# Where the generated web process spends its time",
+        title,
         "",
         f"`bench/profile.py`: py-spy `{mode}` at {PY_SPY_RATE} Hz for {seconds} s per endpoint "
         "under `wrk -t1 -c32`. Each sample is put in the bucket of its innermost matching frame "
@@ -186,14 +210,23 @@ def render(rows: list[tuple[str, run.LoadResult, Counter[str]]], seconds: int) -
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=10, help="recorded seconds per endpoint")
-    parser.add_argument("--output", type=Path, default=run.BENCH_DIR / "PROFILE.md")
+    parser.add_argument(
+        "--output", type=Path, help="default: bench/PROFILE.md, with --traced PROFILE-traced.md"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the rendered project")
+    parser.add_argument(
+        "--traced",
+        action="store_true",
+        help="profile the web with tracing on (always-on sampling into a local OTLP receiver)",
+    )
     parser.add_argument(
         "--nonblocking",
         action="store_true",
         help="sample without pausing the process (and without native frames)",
     )
     args = parser.parse_args()
+    if args.output is None:
+        args.output = run.BENCH_DIR / ("PROFILE-traced.md" if args.traced else "PROFILE.md")
     if args.nonblocking:
         PY_SPY_MODE[:] = ["--nonblocking"]  # py-spy cannot read native stacks without a pause
     opts = run.Options(
@@ -215,22 +248,35 @@ def main() -> None:
         project = run.prepare(opts, cleanup)
         py_spy = install_py_spy(project.root.parent)
         port = int(project.env["PORT"])
-        web = cleanup.enter_context(run.running(run.start(project, run.web_args(), "web.log")))
+        env = {}
+        if args.traced:
+            receiver = run.Receiver()
+            cleanup.callback(receiver.close)
+            env = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url, "OTEL_TRACES_SAMPLER": "always_on"}
+        web = cleanup.enter_context(
+            run.running(run.start(project, run.web_args(), "web.log", **env))
+        )
         run.wait_ready(web, port)
         cookie = run.create_session(port)
-        note_id = run.post_notes(port, 1)[0]
+        note_id = run.post_notes(port, cookie, 1)[0]
         server = run.Server(port, web.pid)
         for name, label, path, headers in [
             ("livez", "GET /livez", "/livez", {}),
             ("session", "GET /api/v1/session", "/api/v1/session", {"Cookie": f"session={cookie}"}),
-            ("note", "GET /api/v1/notes/{id}", f"/api/v1/notes/{note_id}", {}),
+            (
+                "note",
+                "GET /api/v1/notes/{id}",
+                f"/api/v1/notes/{note_id}",
+                {"Cookie": f"session={cookie}"},
+            ),
         ]:
             run.log(f"profiling {label}")
+            name = f"traced-{name}" if args.traced else name
             raw = artefacts / f"{name}.txt"
             load = profile_endpoint(opts, py_spy, server, path, headers, raw, args.seconds)
             flamegraph(py_spy, server, opts, path, headers, artefacts / f"{name}.svg")
             rows.append((label, load, summarise(raw)))
-    report = render(rows, args.seconds)
+    report = render(rows, args.seconds, args.traced)
     print(report)
     args.output.write_text(report)
     run.log(f"wrote {args.output} and {artefacts}/")

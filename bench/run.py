@@ -614,6 +614,7 @@ class Results:
     pairs: list[PairResult]
     tracing: list[PairResult]
     export: tuple[int, int]  # what the receiver got from the traced web: requests, bytes
+    span_floor: dict[str, float]  # bench/span_floor.py: the SDK's own work for a session read
     rss_mb: tuple[float, float]  # (generated, bare)
     generated_life: Lifecycle
     bare_life: Lifecycle
@@ -730,7 +731,40 @@ def tracing_table(res: Results) -> list[str]:
         "the traced web (its batch processor's defaults: up to 512 spans a request).",
         "",
     ]
-    return lines
+    return lines + on_cost_table(res)
+
+
+def on_cost_table(res: Results) -> list[str]:
+    """What tracing adds to a session read, split into the SDK's own work and everything else."""
+    session = next(r for r in res.tracing if r.pair.key == "traced_session")
+    off, added = session.bare_cpu_us, session.generated_cpu_us - session.bare_cpu_us
+    record, encode = res.span_floor["record_us"], res.span_floor["encode_us"]
+    spans = int(res.span_floor["spans_per_read"])
+    rest = added - record - encode
+    best = off / (off + record + encode)
+    target = TARGET_RATIO["traced_session"]
+    return [
+        "### What tracing adds to a session read",
+        "",
+        f"A traced `GET /api/v1/session` exports {spans} spans: FastAPI's server span and "
+        "redis-py's EVALSHA under it. `bench/span_floor.py` makes those spans with the SDK "
+        "alone (no web, no instrumentation, no export thread) in the project's venv: CPU time "
+        "per read, best of 7 runs.",
+        "",
+        "| Part | CPU per read |",
+        "|---|---:|",
+        f"| Tracing on minus off, measured above (median CPU per request) | {added:.0f} µs |",
+        f"| SDK: start, set attributes, end the {spans} spans | {record:.0f} µs |",
+        f"| OTLP exporter: encode and serialise them (batches of 512) | {encode:.0f} µs |",
+        "| The rest: FastAPI's and redis-py's instrumentation around those calls, the "
+        f"context, the log lines' ids, the export thread's HTTP | {rest:.0f} µs |",
+        "",
+        f"- With nothing but the SDK's own work added, a read would cost {off:.0f} + "
+        f"{record + encode:.0f} µs: the most tracing on can reach is {best:.2f}x of off, "
+        f"against a target of {target}x ({verdict(best >= target)}). `bench/PROFILE-traced.md` "
+        "(`bench/profile.py --traced`) shows the same split in a sampling profile of the web.",
+        "",
+    ]
 
 
 def process_table(opts: Options, res: Results) -> list[str]:
@@ -823,6 +857,7 @@ class LoadPhase:
     pairs: list[PairResult]
     tracing: list[PairResult]  # the generated web with tracing on vs the same with it off
     export: "Receiver"
+    span_floor: dict[str, float]
     rss_mb: tuple[float, float]
     queued_note_ids: list[int]
     logins: LoginBurst
@@ -963,7 +998,9 @@ def load_phase(opts: Options, project: Project, bare_port: int) -> LoadPhase:
 
         log(f"queueing {opts.notes} notes over HTTP (no worker running yet)")
         ids = post_notes(gen_port, cookie, opts.notes)
-    return LoadPhase(results, tracing, receiver, rss, ids, burst)
+    log("tracing: the SDK's own work for a session read's spans (bench/span_floor.py)")
+    floor = json.loads(venv_python(project.python, str(BENCH_DIR / "span_floor.py")))
+    return LoadPhase(results, tracing, receiver, floor, rss, ids, burst)
 
 
 def main() -> None:
@@ -989,6 +1026,7 @@ def main() -> None:
             pairs=loaded.pairs,
             tracing=loaded.tracing,
             export=(loaded.export.requests, loaded.export.bytes),
+            span_floor=loaded.span_floor,
             rss_mb=loaded.rss_mb,
             generated_life=gen_life,
             bare_life=bare_life,
