@@ -84,9 +84,16 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         description="A twelve-factor Python web service.",
         lifespan=lifespan,
         # FastAPI traces each request once a tracer provider is set (tracing on, see
-        # core/tracing.py); a span for each dependency, endpoint and serialisation step too
-        # would double what tracing costs a request and time nothing that leaves the process.
-        telemetry={"operation_spans": False},
+        # core/tracing.py). Told so, it skips asking OpenTelemetry for providers on every
+        # request when tracing is off. A span for each dependency, endpoint and serialisation
+        # step would double what tracing costs a request and time nothing that leaves the
+        # process; metrics are Prometheus's (core/metrics.py), log lines structlog's.
+        telemetry={
+            "tracing": tracing is not None,
+            "operation_spans": False,
+            "metrics": False,
+            "logs": False,
+        },
     )
     app.state.draining = False  # set by the server at SIGTERM, read by /readyz
     registry = CollectorRegistry()
