@@ -11,10 +11,13 @@ the process's busy time", adding up to 100 %. The raw stacks and a flame graph p
 kept next to the report for a closer look.
 
 py-spy samples at 100 Hz with --native, so that time in C shows too: above all the cyclic
-garbage collector, which otherwise hides inside whichever Python line allocated last. Sampling
-pauses the process for a moment each time; at 100 Hz with --native that costs this server a
-third of its throughput or more, but where its CPU goes stays the same. (--nonblocking avoids
-the pause but reads stacks while they change, and puts time on lines that did not spend it.)
+garbage collector, which otherwise hides inside whichever Python line allocated last. It
+samples only the thread holding the GIL (--gil): with tracing on, the span exporter's thread
+and the event loop take turns at it, and a thread waiting for its turn spends no CPU though its
+stack would still be sampled. Sampling pauses the process for a moment each time; at 100 Hz
+with --native that costs this server a third of its throughput or more, but where its CPU goes
+stays the same. (--nonblocking avoids the pause but reads stacks while they change, and puts
+time on lines that did not spend it.)
 """
 
 import argparse
@@ -30,13 +33,12 @@ import run  # bench/run.py: rendering, processes, wrk
 
 # (bucket, pattern on "function (file:line)") in priority order: a sample goes to the innermost
 # frame that matches any pattern, and that frame's first matching bucket in this list.
+EXPORT = "tracing: OTLP export thread (encode, serialise, HTTP post)"
+# Everything the span exporter's thread does is export, whatever its innermost frame.
+EXPORT_THREAD = re.compile(r"BatchProcessor\.worker \(")
 BUCKETS: list[tuple[str, str]] = [
     # With --traced: what tracing adds, split by the part of OpenTelemetry that spends it.
-    (
-        "tracing: OTLP export (encode, HTTP post, batch queue)",
-        r"opentelemetry/(exporter|sdk/_shared_internal|sdk/trace/export)|google/protobuf|"
-        r"_message\.abi3|upb|requests/|urllib3/|http/client\.py",
-    ),
+    (EXPORT, r"opentelemetry/(exporter|sdk/trace/export)|google/protobuf|_message\.abi3"),
     ("tracing: redis-py instrumentation", r"opentelemetry/instrumentation/redis"),
     ("tracing: FastAPI's native telemetry", r"fastapi/telemetry/"),
     ("tracing: log lines' trace ids", r"acme_notes/core/tracing"),
@@ -81,10 +83,12 @@ IDLE = re.compile(
 )
 _COMPILED = [(name, re.compile(pattern)) for name, pattern in BUCKETS]
 PY_SPY_RATE = 100
-PY_SPY_MODE = ["--native"]  # or ["--nonblocking"], with the option of that name
+PY_SPY_MODE = ["--native", "--gil"]  # or ["--nonblocking"], with the option of that name
 
 
 def bucket(stack: list[str]) -> str:
+    if any(EXPORT_THREAD.match(frame) for frame in stack):
+        return EXPORT
     for frame in reversed(stack):  # innermost first
         for name, pattern in _COMPILED:
             if pattern.search(frame):
@@ -159,6 +163,7 @@ def flamegraph(
             "record",
             "--pid",
             str(server.pid),
+            "--full-filenames",
             *PY_SPY_MODE,
             "-r",
             str(PY_SPY_RATE),
