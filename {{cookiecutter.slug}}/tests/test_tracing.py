@@ -122,6 +122,22 @@ def test_request_and_its_task_are_one_trace_with_their_sql_and_redis_calls(
     assert all(r["trace_id"] == run.trace_id for r in in_span)
 
 
+def test_probes_and_scrapes_make_no_spans(start: Callable[..., Any], collector: Collector) -> None:
+    web: Web = start("web", **tracing_env(collector))
+    web.wait_ready()  # polls /readyz, whose every answer asks PostgreSQL and Redis
+    for path in ("/livez", "/readyz", "/metrics"):
+        assert web.client.get(path).status_code == 200
+    # Spans are exported in the order they end: once this request's is here, theirs would be.
+    after = web.client.get("/api/v1/session", headers={"X-Request-ID": "req-after-probes"})
+    assert after.status_code == 401
+    span = collector.wait_for(lambda s: s.attributes.get("request_id") == "req-after-probes")
+    web_spans = [s for s in collector.spans if s.instance == span.instance]
+    assert {(s.trace_id, s.attributes.get("url.path")) for s in web_spans if not s.parent_id} == {
+        (span.trace_id, "/api/v1/session")
+    }
+    assert [r for r in web.records() if r.get("path") == "/readyz"]  # still logged
+
+
 FAST_REDELIVERY = {
     "BROKER_VISIBILITY_TIMEOUT_SECONDS": "5",  # the Redis broker's redelivery delay
     "TASK_TIME_LIMIT_SECONDS": "4",

@@ -26,6 +26,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.resources import (
     SERVICE_INSTANCE_ID,
     SERVICE_NAME,
@@ -124,6 +125,7 @@ class Tracing:
 
     trace_ids = staticmethod(trace_ids)
     tag_request = staticmethod(tag_request)
+    suppress = staticmethod(suppress_instrumentation)  # no spans from the libraries within
 
     def __init__(self, process: str, *, redis: bool) -> None:
         # The sampler comes from OTEL_TRACES_SAMPLER(_ARG); endpoint, headers and timeout of the

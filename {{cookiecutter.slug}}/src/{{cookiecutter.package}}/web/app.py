@@ -31,6 +31,7 @@ from .deadline import DeadlineMiddleware
 from .errors import RESPONSES, install_error_handlers
 from .observe import ObserveMiddleware
 from .ratelimit import create_login_throttle, create_rate_limiter
+from .untraced import UntracedMiddleware, is_untraced
 
 if TYPE_CHECKING:
     from ..core.tracing import Tracing  # imports OpenTelemetry: never at run time when off
@@ -93,6 +94,7 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
             "operation_spans": False,
             "metrics": False,
             "logs": False,
+            "exclude": is_untraced,  # probes and scrapes: see untraced.py
         },
     )
     app.state.draining = False  # set by the server at SIGTERM, read by /readyz
@@ -116,4 +118,6 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         ),
         tag_request=tracing.tag_request if tracing else None,
     )
+    if tracing is not None:
+        app.add_middleware(UntracedMiddleware, suppress=tracing.suppress)
     return app
