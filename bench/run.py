@@ -910,7 +910,13 @@ def tracing_phase(
     with running(start(project, web_args(), "web-traced.log", **traced_env)) as traced:
         wait_ready(traced, port)
         pairs = [
-            Pair("traced_livez", "GET /livez, tracing on vs off", "/livez", "/livez"),
+            # A probe: not traced (web/untraced.py), so this row shows that it costs nothing.
+            Pair(
+                "traced_livez",
+                "GET /livez (a probe: no span), tracing on vs off",
+                "/livez",
+                "/livez",
+            ),
             Pair(
                 "traced_session",
                 "GET /api/v1/session, tracing on vs off",
