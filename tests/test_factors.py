@@ -10,7 +10,7 @@ from .conftest import render
 FACTORS = ["I. ", "II. ", "III. ", "IV. ", "V. ", "VI. ", "VII. ", "VIII. ", "IX. ", "X. ",
            "XI. ", "XII. ", "Health checks", "Graceful shutdown", "Observability",
            "Retries and dead letters", "Exactly-once scheduling", "Rate limiting",
-           "Security"]  # fmt: skip
+           "Security: accounts", "Security: hostile input"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
