@@ -28,6 +28,11 @@ def by_email(email: str) -> Select[User]:
     return select(User).where(func.lower(User.email) == func.lower(email.strip()))
 
 
+async def still_active(db: AsyncSession, user_id: int) -> bool:
+    """Read now, not from what the session loaded: a disable may have committed since."""
+    return bool(await db.scalar(select(User.is_active).where(User.id == user_id)))
+
+
 async def create_user(
     db: AsyncSession, hasher: Hasher, email: str, password: str, is_admin: bool = False
 ) -> User:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...core.accounts import by_email
+from ...core.accounts import by_email, still_active
 from ...core.sessions import Session
 from ..deps import ClientAddress, Cookie, CurrentSession, DbSession, Passwords, Sessions, Throttle
 from ..ratelimit import rate_limited
@@ -75,6 +75,11 @@ async def log_in(
         user_agent=request.headers.get("user-agent", ""),
         old_cookie=cookie.read(request),
     )
+    # `users disable` refuses logins, then ends every session of the user. A login whose
+    # password was being checked meanwhile starts its session after that: look again now.
+    if not await still_active(db, user.id):
+        await store.end(user.id, session.handle)
+        raise HTTPException(401, "wrong email or password")
     cookie.set(response, value)
     return SessionOut.of(session)
 
