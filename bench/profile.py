@@ -119,6 +119,17 @@ def install_py_spy(workdir: Path) -> Path:
     return venv / "bin" / "py-spy"
 
 
+def record(py_spy: Path, server: run.Server, seconds: int, out: Path, *fmt: str) -> None:
+    """py-spy on the server for `seconds`: a flame graph, or with `-f raw` the raw stacks."""
+    target = ["--pid", str(server.pid), "-r", str(PY_SPY_RATE), "-d", str(seconds)]
+    options = ["--full-filenames", *PY_SPY_MODE, *fmt, "-o", str(out)]
+    subprocess.run(
+        [str(py_spy), "record", *target, *options],
+        check=True,
+        capture_output=True,
+    )
+
+
 def profile_endpoint(
     opts: run.Options,
     py_spy: Path,
@@ -136,12 +147,7 @@ def profile_endpoint(
     )
     load.start()
     time.sleep(1)
-    base = [str(py_spy), "record", "--pid", str(server.pid), "--full-filenames", *PY_SPY_MODE]
-    subprocess.run(
-        [*base, "-r", str(PY_SPY_RATE), "-d", str(seconds), "-f", "raw", "-o", str(out)],
-        check=True,
-        capture_output=True,
-    )
+    record(py_spy, server, seconds, out, "-f", "raw")
     load.join()
     return result[0]
 
@@ -157,24 +163,7 @@ def flamegraph(
     load = threading.Thread(target=lambda: run.wrk(opts, server, path, headers, 5))
     load.start()
     time.sleep(0.5)
-    subprocess.run(
-        [
-            str(py_spy),
-            "record",
-            "--pid",
-            str(server.pid),
-            "--full-filenames",
-            *PY_SPY_MODE,
-            "-r",
-            str(PY_SPY_RATE),
-            "-d",
-            "4",
-            "-o",
-            str(out),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    record(py_spy, server, 4, out)
     load.join()
 
 

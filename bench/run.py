@@ -858,7 +858,6 @@ class LoadPhase:
     pairs: list[PairResult]
     tracing: list[PairResult]  # the generated web with tracing on vs the same with it off
     export: "Receiver"
-    span_floor: dict[str, float]
     rss_mb: tuple[float, float]
     queued_note_ids: list[int]
     logins: LoginBurst
@@ -1005,9 +1004,7 @@ def load_phase(opts: Options, project: Project, bare_port: int) -> LoadPhase:
 
         log(f"queueing {opts.notes} notes over HTTP (no worker running yet)")
         ids = post_notes(gen_port, cookie, opts.notes)
-    log("tracing: the SDK's own work for a session read's spans (bench/span_floor.py)")
-    floor = json.loads(venv_python(project.python, str(BENCH_DIR / "span_floor.py")))
-    return LoadPhase(results, tracing, receiver, floor, rss, ids, burst)
+    return LoadPhase(results, tracing, receiver, rss, ids, burst)
 
 
 def main() -> None:
@@ -1018,6 +1015,9 @@ def main() -> None:
         project = prepare(opts, cleanup)
         bare_port = free_port()
         loaded = load_phase(opts, project, bare_port)
+
+        log("tracing: the SDK's own work for a session read's spans (bench/span_floor.py)")
+        span_floor = json.loads(venv_python(project.python, str(BENCH_DIR / "span_floor.py")))
 
         log("worker: draining the queue")
         worker = worker_throughput(project, loaded.queued_note_ids)
@@ -1033,7 +1033,7 @@ def main() -> None:
             pairs=loaded.pairs,
             tracing=loaded.tracing,
             export=(loaded.export.requests, loaded.export.bytes),
-            span_floor=loaded.span_floor,
+            span_floor=span_floor,
             rss_mb=loaded.rss_mb,
             generated_life=gen_life,
             bare_life=bare_life,
