@@ -49,9 +49,9 @@ def held_login(start: Callable[..., Any]) -> Iterator[Callable[[str], Any]]:
 
 
 def stored_hash(db: psycopg.Connection[Any], email: str) -> str:
-    return str(
-        db.execute("SELECT password_hash FROM users WHERE email = %s", [email]).fetchone()[0]
-    )  # type: ignore[index]
+    row = db.execute("SELECT password_hash FROM users WHERE email = %s", [email]).fetchone()
+    assert row is not None
+    return str(row[0])
 
 
 def test_a_login_checking_the_old_password_during_a_change_gets_no_session_and_no_rehash(
