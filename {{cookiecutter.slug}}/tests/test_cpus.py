@@ -50,9 +50,8 @@ def test_a_cgroup_v1_quota_bounds_it_and_none_leaves_the_cores(tmp_path: Path) -
 
 def test_the_default_hashing_pool_follows_the_affinity_mask_of_a_real_process() -> None:
     # taskset, as a container runtime's cpuset does: the process may run on one core only.
-    code = (
-        "from {{ cookiecutter.package }}.core.settings import Settings;print(Settings().password_hash_concurrency)"
-    )
+    module = "{{ cookiecutter.package }}.core.settings"
+    code = f"from {module} import Settings; print(Settings().password_hash_concurrency)"
     result = subprocess.run(
         ["taskset", "--cpu-list", "0", sys.executable, "-c", code],
         env={**GOOD, "PATH": "/usr/bin:/bin"},
