@@ -1,4 +1,4 @@
-"""`python -m {{ cookiecutter.package }} users create|disable|list`: manage accounts from a shell.
+"""`python -m {{ cookiecutter.package }} users create|disable|verify|list`: manage accounts from a shell.
 
 Factor XII: it runs from the same build and config as `web` (same settings, same password rules,
 same hashing), as a one-off: `docker compose run web python -m ... users list`, `kubectl exec`,
@@ -15,7 +15,7 @@ import sys
 from typing import NoReturn
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..core.accounts import (
@@ -47,7 +47,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     create = commands.add_parser("create", help="password from NEW_USER_PASSWORD or stdin")
     create.add_argument("email")
     create.add_argument("--admin", action="store_true")
+    create.add_argument("--verified", action="store_true", help="its address needs no confirming")
     commands.add_parser("disable", help="and end all their sessions").add_argument("email")
+    commands.add_parser("verify", help="mark the address confirmed").add_argument("email")
     commands.add_parser("list")
     return parser.parse_args(argv)
 
@@ -58,6 +60,7 @@ def print_user(user: User, **extra: object) -> None:
         "email": user.email,
         "is_admin": user.is_admin,
         "is_active": user.is_active,
+        "email_verified": user.email_verified_at is not None,
         "created_at": user.created_at.isoformat(),
         **extra,
     }
@@ -72,7 +75,9 @@ def read_password() -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
-async def create(db: AsyncSession, settings: Settings, email: str, admin: bool) -> None:
+async def create(
+    db: AsyncSession, settings: Settings, email: str, admin: bool, verified: bool
+) -> None:
     try:
         email = normalise_email(email)
     except ValueError as exc:
@@ -82,7 +87,9 @@ async def create(db: AsyncSession, settings: Settings, email: str, admin: bool) 
         fail(f"users create: {rule}", EX_DATAERR)
     hasher = Hasher(settings)
     try:
-        print_user(await create_user(db, hasher, email, password, is_admin=admin))
+        user = await create_user(db, hasher, email, password, is_admin=admin, verified=verified)
+        await db.commit()
+        print_user(user)
     except EmailTaken:
         fail(f"users create: an account with the email {email} exists", EX_DATAERR)
     finally:
@@ -106,14 +113,30 @@ async def disable(db: AsyncSession, settings: Settings, email: str) -> None:
     print_user(user, sessions_ended=ended)
 
 
+async def verify(db: AsyncSession, email: str) -> None:
+    user = (await db.scalars(by_email(email))).one_or_none()
+    if user is None:
+        fail(f"users verify: no account with the email {email}", EX_DATAERR)
+    await db.execute(
+        update(User)
+        .where(User.id == user.id, User.email_verified_at.is_(None))
+        .values(email_verified_at=func.now())
+    )
+    await db.commit()
+    await db.refresh(user)
+    print_user(user)
+
+
 async def run(settings: Settings, args: argparse.Namespace) -> None:
     engine = create_async_db_engine(settings)
     try:
         async with session_factory(engine)() as db:
             if args.command == "create":
-                await create(db, settings, args.email, args.admin)
+                await create(db, settings, args.email, args.admin, args.verified)
             elif args.command == "disable":
                 await disable(db, settings, args.email)
+            elif args.command == "verify":
+                await verify(db, args.email)
             else:
                 for user in await db.scalars(select(User).order_by(User.id)):
                     print_user(user)

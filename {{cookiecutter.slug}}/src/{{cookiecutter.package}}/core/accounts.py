@@ -53,12 +53,14 @@ class Credentials:
     is_active: bool
     password_hash: str
     password_changed_at: datetime
+    email_verified: bool
 
 
 async def credentials(db: AsyncSession, email: str) -> Credentials | None:
     """The account's credentials; the connection goes back to the pool before the caller hashes."""
     columns = (User.id, User.email, User.is_admin, User.is_active, User.password_hash)
-    query = select(*columns, User.password_changed_at).where(_email_is(email))
+    verified = User.email_verified_at.is_not(None)
+    query = select(*columns, User.password_changed_at, verified).where(_email_is(email))
     row = (await db.execute(query)).one_or_none()
     await db.close()
     return Credentials(*row) if row else None
@@ -99,13 +101,23 @@ async def change_credentials(
 
 
 async def create_user(
-    db: AsyncSession, hasher: Hasher, email: str, password: str, is_admin: bool = False
+    db: AsyncSession,
+    hasher: Hasher,
+    email: str,
+    password: str,
+    is_admin: bool = False,
+    verified: bool = False,
 ) -> User:
-    """A new account; EmailTaken if the address has one already, whatever its case."""
-    user = User(email=email, password_hash=await hasher.hash(password), is_admin=is_admin)
+    """A new account, in the caller's transaction (which commits it, with whatever else belongs
+    to it); EmailTaken if the address has one already, whatever its case. Hashed first, so the
+    time taken does not tell which."""
+    password_hash = await hasher.hash(password)
+    user = User(email=email, password_hash=password_hash, is_admin=is_admin)
+    if verified:
+        user.email_verified_at = func.now()
     db.add(user)
     try:
-        await db.commit()
+        await db.flush()
     except IntegrityError:
         await db.rollback()
         raise EmailTaken(email) from None

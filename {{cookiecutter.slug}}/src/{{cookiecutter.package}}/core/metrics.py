@@ -108,6 +108,12 @@ class TaskMetrics:
             ["task"],
             registry=registry,
         )
+        self.mails = Counter(
+            "mails_total",
+            "Mails by kind and outcome (sent, failed, skipped)",
+            ["kind", "outcome"],
+            registry=registry,
+        )
         self.last_heartbeat = Gauge(
             "heartbeat_last_run_timestamp_seconds",
             "When the clock's heartbeat last ran",

@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal, NoReturn
 from urllib.parse import urlsplit
@@ -68,6 +69,7 @@ PostgresUrl = Annotated[
 ]
 RedisUrl = Annotated[SecretStr, _url_with_scheme("redis", "rediss")]
 BrokerUrl = Annotated[SecretStr, _url_with_scheme("redis", "rediss", "amqp", "amqps")]
+SmtpUrl = Annotated[SecretStr, _url_with_scheme("smtp", "smtps")]
 Seconds = Annotated[float, Field(gt=0)]
 
 
@@ -103,6 +105,20 @@ def _proxies(value: str) -> str:
                 "(e.g. 10.0.0.0/8); '*' would let clients choose their own address"
             ) from None
     return value
+
+
+def _mail_address(value: str) -> str:
+    # "Shop <no-reply@shop.example>" or a bare address; never a header of its own.
+    if "\r" in value or "\n" in value or "@" not in parseaddr(value)[1]:
+        raise ValueError("must be an address, optionally with a name: Shop <no-reply@shop.example>")
+    return value
+
+
+def _public_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("must be the http(s) URL of the front end, e.g. https://app.example.com")
+    return value.rstrip("/")
 
 
 SecretKey = Annotated[SecretStr, AfterValidator(_long_enough)]
@@ -197,6 +213,36 @@ class Settings(BaseSettings):
     )
     login_failures_per_address: Annotated[str, AfterValidator(_rate_limit)] = Field(
         "10/minute", description="failed logins per client address, then 429"
+    )
+
+    # Mail (factor IV: a backing service like the database, swapped by changing SMTP_URL).
+    smtp_url: SmtpUrl = Field(
+        SecretStr("smtp://127.0.0.1:1025"),
+        description="smtp:// (STARTTLS when offered; ?starttls=required insists) or smtps://, "
+        "user and password in the URL. The default is `make run`'s local mail catcher",
+    )
+    smtp_timeout_seconds: Seconds = 10
+    mail_from: Annotated[str, AfterValidator(_mail_address)] = Field(
+        "no-reply@localhost", description="sender of every mail: Name <address> or an address"
+    )
+    public_url: Annotated[str, AfterValidator(_public_url)] = Field(
+        "http://localhost:8000", description="the front end's URL: mailed links start with it"
+    )
+    email_verification: Literal["mandatory", "optional", "none"] = Field(
+        "optional",
+        description="mandatory: no login before the address is confirmed; optional: a "
+        "confirmation link is mailed, logins work meanwhile; none: nothing is mailed",
+    )
+    email_verification_ttl_seconds: int = Field(259_200, ge=60, description="link lifetime")
+    password_reset_ttl_seconds: int = Field(1800, ge=60, description="link lifetime")
+    mail_requests_per_account: Annotated[str, AfterValidator(_rate_limit)] = Field(
+        "3/hour", description="password-reset and verification mails asked for, per address"
+    )
+    mail_requests_per_address: Annotated[str, AfterValidator(_rate_limit)] = Field(
+        "10/hour", description="the same, per client address"
+    )
+    outbox_sweep_seconds: Seconds = Field(
+        60, description="how often the clock enqueues mails a request could not (broker down)"
     )
 
     # Worker (factor VIII) and clock.

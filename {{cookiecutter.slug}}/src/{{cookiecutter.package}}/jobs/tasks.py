@@ -34,11 +34,12 @@ TRANSIENT = (
 
 class ReliableTask(Task):  # type: ignore[misc]
     app: WorkerApp
+    transient: tuple[type[Exception], ...] = TRANSIENT  # retried; anything else dead-letters
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
-        except TRANSIENT as exc:
+        except self.transient as exc:
             settings = self.app.settings
             if self.request.retries >= settings.task_max_retries:
                 raise  # out of retries: the task fails, and on_failure dead-letters it

@@ -77,7 +77,7 @@ class WorkerApp(Celery):  # type: ignore[misc]
 def create_worker_app(settings: Settings) -> WorkerApp:
     app = WorkerApp(settings, main="{{ cookiecutter.package }}", set_as_current=False)
     configure_celery(app, settings)
-    app.conf.include = ["{{ cookiecutter.package }}.jobs.tasks"]
+    app.conf.include = ["{{ cookiecutter.package }}.jobs.tasks", "{{ cookiecutter.package }}.jobs.mail"]
     return app
 
 

@@ -30,7 +30,7 @@ from .csrf import CrossOriginProtection
 from .deadline import DeadlineMiddleware
 from .errors import RESPONSES, install_error_handlers
 from .observe import ObserveMiddleware
-from .ratelimit import create_login_throttle, create_rate_limiter
+from .ratelimit import create_login_throttle, create_mail_throttle, create_rate_limiter
 from .untraced import UntracedMiddleware, is_untraced
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
             "celery": celery,
             "rate_limiter": create_rate_limiter(settings, redis),
             "login_throttle": create_login_throttle(settings, redis),
+            "mail_throttle": create_mail_throttle(settings, redis),
             "hasher": hasher,
             "flags": flags,
             "cookie": SessionCookie(

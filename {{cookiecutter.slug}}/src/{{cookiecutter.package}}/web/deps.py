@@ -20,7 +20,7 @@ from ..core.passwords import Hasher
 from ..core.sessions import Session, SessionStore
 from ..core.settings import Settings
 from .cookie import SessionCookie
-from .ratelimit import LoginThrottle
+from .ratelimit import Throttle
 
 
 async def _db_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -56,8 +56,12 @@ async def _hasher(request: Request) -> Hasher:
     return request.state.hasher  # type: ignore[no-any-return]
 
 
-async def _login_throttle(request: Request) -> LoginThrottle:
+async def _login_throttle(request: Request) -> Throttle:
     return request.state.login_throttle  # type: ignore[no-any-return]
+
+
+async def _mail_throttle(request: Request) -> Throttle:
+    return request.state.mail_throttle  # type: ignore[no-any-return]
 
 
 async def _cookie(request: Request) -> SessionCookie:
@@ -81,7 +85,8 @@ AppSettings = Annotated[Settings, Depends(_settings)]
 Sessions = Annotated[SessionStore, Depends(_session_store)]
 RequestId = Annotated[str, Depends(_request_id)]
 Passwords = Annotated[Hasher, Depends(_hasher)]
-Throttle = Annotated[LoginThrottle, Depends(_login_throttle)]
+LoginThrottle = Annotated[Throttle, Depends(_login_throttle)]
+MailThrottle = Annotated[Throttle, Depends(_mail_throttle)]
 Cookie = Annotated[SessionCookie, Depends(_cookie)]
 ClientAddress = Annotated[str, Depends(_client_address)]
 FeatureFlags = Annotated[Flags, Depends(_flags)]

@@ -16,6 +16,9 @@ A client address is the one uvicorn took from X-Forwarded-For, reading from the 
 proxies in FORWARDED_ALLOW_IPS (web/server.py), so a client cannot choose it by writing the
 left end. An IPv6 client owns a whole /64 (RATE_LIMIT_IPV6_PREFIX), and is counted as one.
 
+Mails asked for (a password reset, a new verification link) are counted the same way, per
+address asked about and per client address, and never given back: each one sends a mail.
+
 Over a limit, the answer is 429 with Retry-After.
 """
 
@@ -124,8 +127,9 @@ return 0
 """
 
 
-class LoginThrottle:
-    """Counts password checks per account and per client address (see the module's docstring)."""
+class Throttle:
+    """Counts attempts per account and per client address (see the module's docstring): password
+    checks (`login`), and mails asked for (`mail`: password resets, new verification links)."""
 
     def __init__(
         self,
@@ -135,7 +139,7 @@ class LoginThrottle:
         per_address: RateLimitItem,
         ipv6_prefix: int,
     ) -> None:
-        self._prefix = key_prefix
+        self._prefix = key_prefix  # REDIS_KEY_PREFIX and what is counted: "<prefix>:login"
         self._limits = [
             arg
             for limit in (per_account, per_address)
@@ -149,10 +153,10 @@ class LoginThrottle:
         # A digest rather than the address itself: no email addresses in Redis key names.
         account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
         client = client_key(address, self._ipv6_prefix)
-        return [f"{self._prefix}:login-account:{account}", f"{self._prefix}:login-addr:{client}"]
+        return [f"{self._prefix}-account:{account}", f"{self._prefix}-addr:{client}"]
 
     async def attempt(self, email: str, address: str) -> None:
-        """Count one password check against both limits, or raise 429 if either is reached."""
+        """Count one attempt against both limits, or raise 429 if either is reached."""
         wait = int(await self._attempt(keys=self._keys(email, address), args=self._limits))
         if wait:
             raise too_many(wait)
@@ -161,11 +165,21 @@ class LoginThrottle:
         await self._succeeded(keys=self._keys(email, address))
 
 
-def create_login_throttle(settings: Settings, redis: Redis) -> LoginThrottle:
-    return LoginThrottle(
+def create_login_throttle(settings: Settings, redis: Redis) -> Throttle:
+    return Throttle(
         redis,
-        settings.redis_key_prefix,
+        f"{settings.redis_key_prefix}:login",
         parse(settings.login_failures_per_account),
         parse(settings.login_failures_per_address),
+        settings.rate_limit_ipv6_prefix,
+    )
+
+
+def create_mail_throttle(settings: Settings, redis: Redis) -> Throttle:
+    return Throttle(
+        redis,
+        f"{settings.redis_key_prefix}:mail",
+        parse(settings.mail_requests_per_account),
+        parse(settings.mail_requests_per_address),
         settings.rate_limit_ipv6_prefix,
     )

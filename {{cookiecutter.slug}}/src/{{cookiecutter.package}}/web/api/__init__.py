@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from . import heartbeats, notes, session, sessions, users
+from . import heartbeats, notes, recovery, session, sessions, users
 
 PREFIX = "/api/v1"
 # Included by the app straight under PREFIX: each level of include_router is matched again on
@@ -13,4 +13,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     sessions.router,
     users.router,
     heartbeats.router,
+    recovery.router,
 )

@@ -12,7 +12,16 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ...core.accounts import credentials, store_rehash, unchanged
 from ...core.sessions import Session
-from ..deps import ClientAddress, Cookie, CurrentSession, DbSession, Passwords, Sessions, Throttle
+from ..deps import (
+    AppSettings,
+    ClientAddress,
+    Cookie,
+    CurrentSession,
+    DbSession,
+    LoginThrottle,
+    Passwords,
+    Sessions,
+)
 from ..ratelimit import rate_limited
 from .fields import StorableText
 
@@ -55,9 +64,10 @@ async def log_in(
     db: DbSession,
     hasher: Passwords,
     store: Sessions,
-    throttle: Throttle,
+    throttle: LoginThrottle,
     cookie: Cookie,
     address: ClientAddress,
+    settings: AppSettings,
 ) -> SessionOut:
     await throttle.attempt(login.email, address)  # counted before hashing: 429 past the limit
     account = await credentials(db, login.email)
@@ -66,6 +76,12 @@ async def log_in(
     )
     if account is None or not matches or not account.is_active:
         raise HTTPException(401, "wrong email or password")
+    # Only now, after the password: the answer tells nothing to whoever does not know it.
+    if settings.email_verification == "mandatory" and not account.email_verified:
+        await throttle.succeeded(login.email, address)
+        raise HTTPException(
+            403, "email address not confirmed: follow the link mailed to it, or ask for another"
+        )
     if new_hash is not None:  # hashed with older parameters: store it with the current ones
         await store_rehash(db, account, new_hash)
     session, value = await store.start(

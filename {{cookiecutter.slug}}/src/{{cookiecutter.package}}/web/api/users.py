@@ -1,6 +1,5 @@
 """Accounts: sign up, and change a password (which ends every other session of the user)."""
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException
@@ -9,16 +8,20 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from ...core.accounts import EmailTaken, create_user, credentials, normalise_email, set_password
 from ...core.flags import SIGN_UP
+from ...core.mail import outbox
 from ...core.passwords import broken_rule
 from ..deps import (
     AppSettings,
+    CeleryApp,
     ClientAddress,
     CurrentSession,
+    DbEngine,
     DbSession,
     FeatureFlags,
+    LoginThrottle,
     Passwords,
+    RequestId,
     Sessions,
-    Throttle,
 )
 from ..ratelimit import rate_limited
 
@@ -47,35 +50,69 @@ class PasswordChange(BaseModel):
     new_password: Password
 
 
-class UserOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
-    id: int
-    email: str
-    is_admin: bool
-    created_at: datetime
-
-
-def _check_rules(password: str, settings: AppSettings, field: str) -> None:
+def check_rules(password: str, settings: AppSettings, field: str) -> None:
     # Rules that depend on config (and a list of breached passwords) are checked here, not in the
     # schema, and answered as any invalid field is.
     if (rule := broken_rule(password, settings)) is not None:
         raise RequestValidationError([{"loc": ("body", field), "msg": rule, "type": "password"}])
 
 
+class SignedUp(BaseModel):
+    email: str
+    detail: str
+
+
+SIGNED_UP = {
+    "mandatory": "account created: confirm your address with the link mailed to it, then log in",
+    "optional": "account created: a link to confirm your address is on its way",
+    "none": "account created",
+}
+
+
 @router.post("", status_code=201, dependencies=[rate_limited])
 async def sign_up(
-    body: SignUp, db: DbSession, hasher: Passwords, settings: AppSettings, flags: FeatureFlags
-) -> UserOut:
+    body: SignUp,
+    db: DbSession,
+    engine: DbEngine,
+    hasher: Passwords,
+    settings: AppSettings,
+    flags: FeatureFlags,
+    celery: CeleryApp,
+    request_id: RequestId,
+) -> SignedUp:
     # The kill switch comes first: switched off, a sign-up costs no hash and no query.
     if not flags.enabled(SIGN_UP, None):
         raise HTTPException(503, "sign-up is switched off for now")
-    _check_rules(body.password, settings, "password")
+    check_rules(body.password, settings, "password")
+    # A taken address gets the same answer, after the same hash: the owner is mailed instead,
+    # so sign-up does not tell anyone else which addresses have accounts.
+    mails = []
     try:
         user = await create_user(db, hasher, body.email, body.password)
+        if settings.email_verification != "none":
+            mails.append(await outbox.add(db, "verify-email", user.email, user.id))
     except EmailTaken:
-        raise HTTPException(409, "an account with this email exists") from None
-    return UserOut.model_validate(user)
+        mails.append(await outbox.add(db, "account-exists", body.email))
+    await db.commit()
+    await outbox.enqueue(engine, celery, mails, request_id)
+    return SignedUp(email=body.email, detail=SIGNED_UP[settings.email_verification])
+
+
+async def _check_password(
+    session: CurrentSession,
+    password: str,
+    db: DbSession,
+    hasher: Passwords,
+    throttle: LoginThrottle,
+    address: ClientAddress,
+) -> None:
+    # Asking for the current password again means a stolen session alone cannot take the account.
+    await throttle.attempt(session.email, address)
+    account = await credentials(db, session.email)
+    matches, _ = await hasher.verify(account.password_hash if account else None, password)
+    if account is None or not matches:
+        raise HTTPException(403, "current password is wrong")
+    await throttle.succeeded(session.email, address)
 
 
 @router.put("/me/password", status_code=204, dependencies=[rate_limited])
@@ -83,24 +120,52 @@ async def change_password(
     body: PasswordChange,
     session: CurrentSession,
     db: DbSession,
+    engine: DbEngine,
     hasher: Passwords,
     settings: AppSettings,
     store: Sessions,
-    throttle: Throttle,
+    throttle: LoginThrottle,
     address: ClientAddress,
+    celery: CeleryApp,
+    request_id: RequestId,
 ) -> None:
-    # Asking for the current password again means a stolen session alone cannot take the account.
-    await throttle.attempt(session.email, address)
-    account = await credentials(db, session.email)
-    stored = account.password_hash if account else None
-    matches, _ = await hasher.verify(stored, body.current_password)
-    if account is None or not matches:
-        raise HTTPException(403, "current password is wrong")
-    await throttle.succeeded(session.email, address)
-    _check_rules(body.new_password, settings, "new_password")
+    await _check_password(session, body.current_password, db, hasher, throttle, address)
+    check_rules(body.new_password, settings, "new_password")
     new_hash = await hasher.hash(body.new_password)  # before the change takes the row's lock
 
     async def end_other_sessions() -> int:
         return await store.end_all(session.user_id, keep=session.handle)
 
+    notice = await outbox.add(db, "password-changed", session.email, session.user_id)
     await set_password(db, session.user_id, new_hash, end_other_sessions)
+    await outbox.enqueue(engine, celery, [notice], request_id)
+
+
+class EmailChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: Password
+    new_email: Email
+
+
+@router.put("/me/email", status_code=202, dependencies=[rate_limited])
+async def change_email(
+    body: EmailChange,
+    session: CurrentSession,
+    db: DbSession,
+    engine: DbEngine,
+    hasher: Passwords,
+    throttle: LoginThrottle,
+    address: ClientAddress,
+    celery: CeleryApp,
+    request_id: RequestId,
+) -> None:
+    """Mail a confirmation link to the new address and a notice to the old one; the address
+    changes when the link is followed (POST /email-verification/confirm), if still free then."""
+    await _check_password(session, body.password, db, hasher, throttle, address)
+    mails = [
+        await outbox.add(db, "confirm-new-email", body.new_email, session.user_id),
+        await outbox.add(db, "email-change-notice", session.email, session.user_id),
+    ]
+    await db.commit()
+    await outbox.enqueue(engine, celery, mails, request_id)
