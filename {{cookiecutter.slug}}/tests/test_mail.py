@@ -15,9 +15,8 @@ import httpx
 import psycopg
 import pytest
 from aiosmtpd.controller import Controller
-from celery import Celery
 
-from .conftest import PASSWORD, Process, Web, error, free_port, new_email, wait_until
+from .conftest import PASSWORD, Process, Web, broker_client, error, free_port, new_email, wait_until
 
 NEW_PASSWORD = "a brand new pass phrase 11"
 # Retries within a second or two, so that a test sees them happen.
@@ -326,8 +325,7 @@ def test_a_mail_enqueued_twice_is_sent_once(
     assert post(web, "/password-reset", {"email": email}).status_code == 202
     [outbox_id] = db.execute("SELECT max(id) FROM outbox").fetchone()  # type: ignore[misc]
     mail.wait_for(email)
-    app = Celery(broker=migrated["REDIS_URL"], set_as_current=False)
-    app.conf.broker_transport_options = {"global_keyprefix": "{{ cookiecutter.package }}:"}
+    app = broker_client(migrated)
     for _ in range(2):  # a redelivered copy, and another
         app.send_task("mail.send", args=[outbox_id], queue=migrated["TASK_QUEUE"])
     wait_until(lambda: len([x for x in worker.lines if "mail already sent" in x]) >= 2, 20)
