@@ -4,6 +4,8 @@ web, print JSON lines, take passwords only from stdin or the environment, and fa
 import json
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from .conftest import PASSWORD, Web, error, new_email
 
@@ -44,6 +46,27 @@ def test_create_takes_the_password_from_stdin_or_the_environment(
     listed = [json.loads(line) for line in users(migrated, "list").stdout.splitlines()]
     assert {admin, other} <= {user["email"] for user in listed}
     assert PASSWORD not in created.stdout + created.stderr + from_env.stdout
+
+
+def test_verify_and_create_verified_mark_the_address_confirmed(
+    start: Callable[..., Any], migrated: dict[str, str]
+) -> None:
+    web: Web = start("web", EMAIL_VERIFICATION="mandatory")
+    verified, later = new_email("verified"), new_email("later")
+    made = users(migrated, "create", verified, "--verified", stdin=PASSWORD)
+    assert json.loads(made.stdout)["email_verified"] is True
+    assert (
+        json.loads(users(migrated, "create", later, stdin=PASSWORD).stdout)["email_verified"]
+        is False
+    )
+    web.wait_ready()
+    credentials = {"email": later, "password": PASSWORD}
+    assert web.new_client().post("/api/v1/session", json=credentials).status_code == 403
+    line = json.loads(users(migrated, "verify", later).stdout)
+    assert line["email_verified"] is True
+    assert web.new_client().post("/api/v1/session", json=credentials).status_code == 201
+    assert web.signed_in(verified).get("/api/v1/session").status_code == 200
+    one_line_error(users(migrated, "verify", new_email()), "no account")
 
 
 def test_bad_input_is_one_line_and_a_non_zero_exit(migrated: dict[str, str]) -> None:
