@@ -441,7 +441,7 @@ def test_objects_select_and_reference_what_exists(
 def test_secret_holds_placeholders_that_the_app_refuses(kustomization: dict[str, Any]) -> None:
     (generator,) = kustomization["secretGenerator"]
     values = dict(literal.split("=", 1) for literal in generator["literals"])
-    assert set(values) == {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"}
+    assert set(values) == {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SMTP_URL"}
     for name, value in values.items():
         assert "CHANGE" in value.upper(), f"{name} must be an obvious placeholder"
     assert len(values["SECRET_KEY"]) < 32, "a placeholder key must fail validation, not be used"
