@@ -34,6 +34,7 @@ import httpx
 import psycopg
 import pytest
 import redis
+from aiosmtpd.controller import Controller
 from celery import Celery
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -271,8 +272,27 @@ def broker(request: pytest.FixtureRequest, redis_url: str) -> str:
     return AMQP_URL
 
 
+class MailSink:
+    """An SMTP server's handler that takes every message and keeps none."""
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+        return "250 OK"
+
+
 @pytest.fixture(scope="session")
-def base_env(database_url: str, redis_url: str, secret_key: str, task_queue: str) -> dict[str, str]:
+def mail_sink() -> Iterator[str]:
+    """The URL of an SMTP server that takes every mail: where the processes of the tests that
+    are not about mail send theirs (tests/test_mail.py runs servers that keep them)."""
+    controller = Controller(MailSink(), hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield f"smtp://127.0.0.1:{controller.port}"
+    controller.stop()
+
+
+@pytest.fixture(scope="session")
+def base_env(
+    database_url: str, redis_url: str, secret_key: str, task_queue: str, mail_sink: str
+) -> dict[str, str]:
     """A clean environment: only what a platform would set, nothing from the developer's shell."""
     return {
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
@@ -285,6 +305,8 @@ def base_env(database_url: str, redis_url: str, secret_key: str, task_queue: str
         "SESSION_COOKIE_SECURE": "false",
         "TASK_QUEUE": task_queue,
         "RATE_LIMIT": "10000/minute",  # test_rate_limit.py sets its own
+        "SMTP_URL": mail_sink,
+        "EMAIL_VERIFICATION": "none",  # test_mail.py sets its own
     }
 
 

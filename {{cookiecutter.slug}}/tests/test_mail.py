@@ -4,6 +4,7 @@ mail that is retried, dead-lettered or swept up, and never sent twice (OWASP ASV
 
 import asyncio
 import re
+import secrets
 import statistics
 import time
 from collections.abc import Callable, Iterator
@@ -84,8 +85,14 @@ def service(start: Callable[..., Any], mail: MailServer) -> Callable[..., tuple[
     """`service(**env)`: a web and a worker that mail through the test's SMTP server."""
 
     def _service(**env: str) -> tuple[Web, Process]:
-        # Every test asks from one client address: only the tests of the limit keep it.
-        env = {"MAIL_REQUESTS_PER_ADDRESS": "1000/hour", **env}
+        env = {
+            "EMAIL_VERIFICATION": "optional",
+            # Every test asks from one client address: only the tests of the limit keep it.
+            "MAIL_REQUESTS_PER_ADDRESS": "1000/hour",
+            # A queue of its own: no mail another test left queued reaches this test's server.
+            "TASK_QUEUE": f"mail-{secrets.token_hex(4)}",
+            **env,
+        }
         web: Web = start("web", SMTP_URL=mail.url, **env)
         worker: Process = start("worker", SMTP_URL=mail.url, **QUICK_RETRIES, **env)
         web.wait_ready()
@@ -327,7 +334,7 @@ def test_a_mail_enqueued_twice_is_sent_once(
     mail.wait_for(email)
     app = broker_client(migrated)
     for _ in range(2):  # a redelivered copy, and another
-        app.send_task("mail.send", args=[outbox_id], queue=migrated["TASK_QUEUE"])
+        app.send_task("mail.send", args=[outbox_id], queue=worker.env["TASK_QUEUE"])
     wait_until(lambda: len([x for x in worker.lines if "mail already sent" in x]) >= 2, 20)
     assert len(mail.to(email)) == 1
 
@@ -336,12 +343,18 @@ def test_a_mail_whose_enqueue_failed_arrives_through_the_sweep(
     start: Callable[..., Any], mail: MailServer
 ) -> None:
     # The request commits its outbox row while the broker is down for web.
-    web: Web = start("web", BROKER_URL=f"redis://127.0.0.1:{free_port()}/0")
+    # Their own key prefix and queue: the clock gets a lock no earlier test's clock still holds,
+    # and the worker no task another test left queued.
+    own = {
+        "REDIS_KEY_PREFIX": "sweep-test",
+        "TASK_QUEUE": f"mail-{secrets.token_hex(4)}",
+        "OUTBOX_SWEEP_SECONDS": "1",
+        "EMAIL_VERIFICATION": "optional",
+    }
+    web: Web = start("web", BROKER_URL=f"redis://127.0.0.1:{free_port()}/0", **own)
     web.wait_ready()
     email = new_email("swept")
     assert sign_up(web, email).status_code == 201
-    # Their own key prefix: the clock gets a lock no earlier test's clock still holds.
-    own = {"REDIS_KEY_PREFIX": "sweep-test", "OUTBOX_SWEEP_SECONDS": "1"}
     start("worker", SMTP_URL=mail.url, **own)
     start("clock", CLOCK_LOCK_TIMEOUT_SECONDS="5", **own)
     [message] = mail.wait_for(email, timeout=30)

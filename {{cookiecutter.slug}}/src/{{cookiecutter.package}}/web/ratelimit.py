@@ -140,6 +140,11 @@ class Throttle:
         ipv6_prefix: int,
     ) -> None:
         self._prefix = key_prefix  # REDIS_KEY_PREFIX and what is counted: "<prefix>:login"
+        # The limits are part of the keys, as the `limits` package does: a changed limit starts
+        # its own counts rather than inheriting counts made under another.
+        self._tags = [
+            f"{limit.amount}/{limit.get_expiry()}" for limit in (per_account, per_address)
+        ]
         self._limits = [
             arg
             for limit in (per_account, per_address)
@@ -153,7 +158,11 @@ class Throttle:
         # A digest rather than the address itself: no email addresses in Redis key names.
         account = hashlib.sha256(email.strip().lower().encode()).hexdigest()[:32]
         client = client_key(address, self._ipv6_prefix)
-        return [f"{self._prefix}-account:{account}", f"{self._prefix}-addr:{client}"]
+        account_tag, address_tag = self._tags
+        return [
+            f"{self._prefix}-account:{account_tag}:{account}",
+            f"{self._prefix}-addr:{address_tag}:{client}",
+        ]
 
     async def attempt(self, email: str, address: str) -> None:
         """Count one attempt against both limits, or raise 429 if either is reached."""
