@@ -39,7 +39,8 @@ def migration_turn(connection: Connection, wait_seconds: float) -> Iterator[None
         try:
             connection.execute(text("SELECT pg_advisory_lock(:key)"), params)
         except sqlalchemy.exc.OperationalError as exc:
-            raise MigrationLockBusy(f"another release still migrating after {wait_seconds}s") from exc
+            busy = f"another release still migrating after {wait_seconds}s"
+            raise MigrationLockBusy(busy) from exc
     connection.commit()  # ends the transaction (and its lock_timeout); the session keeps the lock
     try:
         yield

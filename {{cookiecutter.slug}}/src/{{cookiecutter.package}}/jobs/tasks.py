@@ -1,9 +1,9 @@
 """The worker's tasks. Each one is idempotent, because late acknowledgement means any task may
 run more than once (after a worker is killed, or in rare races even twice at the same time).
 
-Transient errors (a database or Redis hiccup, a lock held too long) are retried with
-exponential backoff and full jitter; a task that fails for good leaves a row in `dead_letters`
-and an error log line, so no failure is silent.
+Transient errors (a database or Redis hiccup, a lock held too long, a schema whose migration has
+not run yet: core/schema.py) are retried with exponential backoff and full jitter; a task that
+fails for good leaves a row in `dead_letters` and an error log line, so no failure is silent.
 """
 
 import random
@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from ..core.flags import EVALUATED, NOTE_SUMMARY
 from ..core.models import DeadLetter, Heartbeat, Note
+from ..core.schema import schema_behind
 from .worker import WorkerApp
 
 log = structlog.get_logger(__name__)
@@ -38,7 +39,9 @@ class ReliableTask(Task):  # type: ignore[misc]
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().__call__(*args, **kwargs)
-        except TRANSIENT as exc:
+        except Exception as exc:
+            if not isinstance(exc, TRANSIENT) and not schema_behind(exc):
+                raise
             settings = self.app.settings
             if self.request.retries >= settings.task_max_retries:
                 raise  # out of retries: the task fails, and on_failure dead-letters it
@@ -91,15 +94,10 @@ def enrich_note(self: ReliableTask, note_id: int) -> None:
         word_count = len(note.body.split())
         # The same question as the web's, for the same user: both give the same answer.
         summarised = self.app.flags.enabled(NOTE_SUMMARY, note.owner_id)
-        conn.execute(
-            update(Note)
-            .where(Note.id == note_id)
-            .values(
-                word_count=word_count,
-                summary=summarise(note.body) if summarised else None,
-                enriched_at=datetime.now(UTC),
-            )
-        )
+        values: dict[str, Any] = {"word_count": word_count, "enriched_at": datetime.now(UTC)}
+        if summarised:  # only then is the column touched (expand/contract: models.py)
+            values["summary"] = summarise(note.body)
+        conn.execute(update(Note).where(Note.id == note_id).values(values))
     log.info(
         "note enriched",
         note_id=note_id,
