@@ -37,8 +37,15 @@ class ReliableTask(Task):  # type: ignore[misc]
     app: WorkerApp
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        task_id, retries = self.request.id, self.request.retries
         try:
-            return super().__call__(*args, **kwargs)
+            if task_id is not None:  # None: called in-process, not delivered
+                self.app.deliveries.arrived(task_id, retries)  # TooManyDeliveries: dead letter
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                if task_id is not None:
+                    self.app.deliveries.finished(task_id, retries)
         except Exception as exc:
             if not isinstance(exc, TRANSIENT) and not schema_behind(exc):
                 raise
@@ -127,13 +134,15 @@ def prune(self: ReliableTask) -> None:
 
 @shared_task(bind=True, base=ReliableTask, name="notes.sweep")
 def sweep_unenriched(self: ReliableTask) -> None:
-    """Enqueue notes left unenriched for longer than a queued task can wait (enqueue failed)."""
+    """Enqueue notes left unenriched for longer than a queued task can wait (enqueue failed),
+    unless this sweep enqueued them within that wait already (requeued.py)."""
     waited = timedelta(seconds=self.app.settings.broker_visibility_timeout_seconds)
     cutoff = datetime.now(UTC) - waited
     with self.app.engine.connect() as conn:
         ids = conn.scalars(
             select(Note.id).where(Note.enriched_at.is_(None), Note.created_at < cutoff).limit(500)
         ).all()
+    ids = self.app.requeued.claim(list(ids)) if ids else []
     for note_id in ids:
         enrich_note.apply_async(args=[note_id], headers={"request_id": self.request.id})
     if ids:
