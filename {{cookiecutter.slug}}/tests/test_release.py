@@ -12,7 +12,6 @@ import psycopg
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 
-from {{ cookiecutter.package }}.core.migration_lock import MIGRATION_LOCK
 from dev import services
 
 from .conftest import Process, fresh_database, release, wait_until
@@ -57,6 +56,14 @@ def release_to(env: dict[str, str], revision: str) -> None:
         f"command.upgrade(alembic_config(load_settings()), {revision!r})"
     )
     subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True)
+
+
+def migration_lock() -> int:
+    """The key of the lock releases take turns on."""
+    # Imported here: at the top, where it sorts against `dev` depends on the package's name.
+    from {{ cookiecutter.package }}.core.migration_lock import MIGRATION_LOCK
+
+    return MIGRATION_LOCK
 
 
 def head_revision() -> str:
@@ -119,12 +126,12 @@ def test_a_release_waits_its_turn_past_the_request_timeouts(
             "RELEASE_LOCK_TIMEOUT_SECONDS": "1",
         }
         with psycopg.connect(url, autocommit=True) as first:  # a release mid-migration
-            first.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
+            first.execute("SELECT pg_advisory_lock(%s)", [migration_lock()])
             second = Process("release", env)
             second.wait_for_log("another release is migrating")
             time.sleep(4)  # four times either timeout
             assert second.popen.poll() is None, second.lines[-5:]
-            first.execute("SELECT pg_advisory_unlock(%s)", [MIGRATION_LOCK])
+            first.execute("SELECT pg_advisory_unlock(%s)", [migration_lock()])
             assert second.popen.wait(30) == 0, second.lines[-5:]
         assert revision(url) == [(head_revision(),)]
 
@@ -135,7 +142,7 @@ def test_a_release_gives_up_after_its_wait_bound_having_applied_nothing(
     with fresh_database(servers.postgres, "test_release_busy") as url:
         env = {**migrated, "DATABASE_URL": url, "RELEASE_WAIT_SECONDS": "1"}
         with psycopg.connect(url, autocommit=True) as first:
-            first.execute("SELECT pg_advisory_lock(%s)", [MIGRATION_LOCK])
+            first.execute("SELECT pg_advisory_lock(%s)", [migration_lock()])
             second = Process("release", env)
             assert second.popen.wait(30) == 75  # EX_TEMPFAIL: a retry may succeed
             for reader in second.readers:
