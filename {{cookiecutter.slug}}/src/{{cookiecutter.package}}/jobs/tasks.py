@@ -35,6 +35,9 @@ TRANSIENT = (
 
 class ReliableTask(Task):  # type: ignore[misc]
     app: WorkerApp
+    # No limit of Celery's own: its default (3) would cut TASK_MAX_RETRIES short, retry() taking
+    # max_retries=None as "use the default". The limit is the setting, checked in __call__.
+    max_retries = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         task_id, retries = self.request.id, self.request.retries
