@@ -99,3 +99,25 @@ def test_a_task_on_the_previous_schema_retries_until_release_has_run(
             "First one.",
         )
         assert db.execute("SELECT count(*) FROM dead_letters").fetchone() == (0,)
+
+
+def test_a_task_with_the_flag_off_runs_on_the_previous_schema(
+    start: Any, behind: dict[str, str]
+) -> None:
+    """Expand/contract in the worker: with the reader dark, the column is not even written."""
+    with psycopg.connect(behind["DATABASE_URL"], autocommit=True) as db:
+        row = db.execute(
+            "INSERT INTO notes (title, body) VALUES ('t', 'a b c') RETURNING id"
+        ).fetchone()
+        assert row is not None
+        worker: Process = start("worker", **behind, FLAG_NOTE_SUMMARY="off")
+        Celery(broker=behind["REDIS_URL"]).send_task(
+            "notes.enrich", args=[row[0]], queue=behind["TASK_QUEUE"]
+        )
+
+        def word_count() -> Any:
+            return db.execute("SELECT word_count FROM notes WHERE id = %s", row).fetchone()
+
+        assert wait_until(lambda: word_count() != (None,), timeout=30)
+        assert word_count() == (3,)
+        assert not [r for r in worker.records() if r["event"] == "retrying"]
