@@ -375,6 +375,29 @@ def test_kustomize_build_passes_strict_validation(k8s: Path, tmp_path: Path) -> 
     assert {"ConfigMap", "Secret"} <= set(kinds)
 
 
+COMPONENT = "app.kubernetes.io/component"
+RELEASE_STAGE = "app.kubernetes.io/component in (config,release)"
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl (with kustomize) not found")
+def test_a_deploy_applies_the_migration_job_before_anything_that_rolls(k8s: Path) -> None:
+    """The first apply of a deploy (kustomization.yaml's comment) selects the release Job and
+    the config it reads, and nothing that would roll before the Job completes."""
+    text = (k8s / "kustomization.yaml").read_text()
+    assert f"-l '{RELEASE_STAGE}'" in text
+    assert f"kubectl wait --for=condition=complete job/{SLUG}-release" in text
+    built = run("kubectl", "kustomize", k8s)
+    assert_ok(built)
+    docs = [doc for doc in yaml.safe_load_all(built.stdout) if doc]
+    wanted = {"config", "release"}
+    first = [d for d in docs if d["metadata"].get("labels", {}).get(COMPONENT) in wanted]
+    assert sorted(d["kind"] for d in first) == ["ConfigMap", "Job", "Secret"]
+    (job,) = (d for d in first if d["kind"] == "Job")
+    sources = job["spec"]["template"]["spec"]["containers"][0]["envFrom"]
+    read = {ref["name"] for source in sources for ref in source.values()}
+    assert read == {d["metadata"]["name"] for d in first if d["kind"] != "Job"}
+
+
 def test_every_process_type_runs_as_the_procfile_says(
     project: Path, objects: dict[tuple[str, str], dict[str, Any]], kustomization: dict[str, Any]
 ) -> None:

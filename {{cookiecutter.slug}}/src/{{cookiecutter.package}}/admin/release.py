@@ -11,9 +11,12 @@ from alembic import command
 from alembic.config import Config
 
 from ..core.logging import configure_logging
-from ..core.settings import Settings, load_settings
+from ..core.migration_lock import MigrationLockBusy
+from ..core.settings import Settings, fail, load_settings
 
 log = structlog.get_logger(__name__)
+
+EX_TEMPFAIL = 75  # sysexits.h: try again later
 
 
 def alembic_config(settings: Settings) -> Config:
@@ -26,5 +29,9 @@ def alembic_config(settings: Settings) -> Config:
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level)
-    command.upgrade(alembic_config(settings), "head")
+    try:
+        command.upgrade(alembic_config(settings), "head")
+    except MigrationLockBusy as exc:
+        # Not a failed migration: nothing was applied. A retry (the Job's backoff) may succeed.
+        fail(f"{exc}; nothing applied (RELEASE_WAIT_SECONDS bounds the wait)", EX_TEMPFAIL)
     log.info("migrations applied")

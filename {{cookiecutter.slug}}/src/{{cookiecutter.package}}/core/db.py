@@ -12,8 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async
 from .settings import Settings
 
 
-def _engine_options(settings: Settings) -> dict[str, Any]:
-    timeout_ms = int(settings.db_timeout_seconds * 1000)
+def _engine_options(
+    settings: Settings, statement_seconds: float | None = None, lock_seconds: float | None = None
+) -> dict[str, Any]:
+    statement_ms = int((statement_seconds or settings.db_timeout_seconds) * 1000)
+    lock_ms = int((lock_seconds or settings.db_timeout_seconds) * 1000)
     return {
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
@@ -21,10 +24,13 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
         # No ping before each checkout: it is a round trip per request. A connection that died
         # (database restart) fails one request with a 503 and the pool then drops them all.
         "pool_pre_ping": False,
+        # An error's text leaves out the statement's values: they are emails, password hashes,
+        # tokens, and the text reaches log lines and dead_letters rows.
+        "hide_parameters": True,
         "connect_args": {
             "connect_timeout": max(1, round(settings.db_timeout_seconds)),
             # The server aborts statements and lock waits that outlive the budget.
-            "options": f"-c statement_timeout={timeout_ms} -c lock_timeout={timeout_ms}",
+            "options": f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}",
             # No server-side prepared statements: safe behind PgBouncer in transaction mode.
             "prepare_threshold": None,
         },
@@ -33,6 +39,19 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
 
 def create_db_engine(settings: Settings) -> Engine:
     return create_engine(settings.database_url.get_secret_value(), **_engine_options(settings))
+
+
+def create_release_engine(settings: Settings) -> Engine:
+    """For `release` alone: a migration may rewrite a big table, so it gets statement and lock
+    timeouts of its own (RELEASE_*), not the request path's few seconds."""
+    return create_engine(
+        settings.database_url.get_secret_value(),
+        **_engine_options(
+            settings,
+            statement_seconds=settings.release_statement_timeout_seconds,
+            lock_seconds=settings.release_lock_timeout_seconds,
+        ),
+    )
 
 
 def create_async_db_engine(settings: Settings) -> AsyncEngine:

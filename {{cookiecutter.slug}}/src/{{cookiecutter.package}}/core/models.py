@@ -42,7 +42,10 @@ class Note(Base):
     # Filled in by the worker's enrich_note task; NULL until it has run.
     word_count: Mapped[int | None] = mapped_column(Integer)
     # Filled in only while the `note-summary` flag is on for the note's owner (core/flags.py).
-    summary: Mapped[str | None] = mapped_column(Text)
+    # Expand/contract (README, "Releases side by side"): added by migration 0003, so until the
+    # contract release nothing selects or writes it unless that flag is on. Deferred: a plain
+    # select(Note) leaves it out; readers ask for it with undefer() (web/api/notes.py).
+    summary: Mapped[str | None] = mapped_column(Text, deferred=True)
     enriched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 

@@ -159,6 +159,17 @@ class Settings(BaseSettings):
     db_max_overflow: int = Field(0, ge=0)
     db_timeout_seconds: Seconds = Field(3, description="connect, pool checkout and statement")
     redis_timeout_seconds: Seconds = 2
+    # `release` only (core/migrations/env.py): a migration may rewrite a big table, and a second
+    # release waits its turn instead of failing.
+    release_statement_timeout_seconds: Seconds = Field(
+        600, description="release: the longest one migration statement may run"
+    )
+    release_lock_timeout_seconds: Seconds = Field(
+        10, description="release: how long a statement waits for a table lock (traffic queues)"
+    )
+    release_wait_seconds: Seconds = Field(
+        600, description="release: how long it waits for another release to finish migrating"
+    )
     readiness_timeout_seconds: Seconds = Field(2, description="per dependency in /readyz")
     request_timeout_seconds: Seconds = Field(10, description="whole-request deadline, then 503")
 
@@ -264,6 +275,9 @@ class Settings(BaseSettings):
     )
     task_time_limit_seconds: int = Field(240, ge=1, description="hard limit; below the above")
     task_max_retries: int = Field(5, ge=0)
+    task_max_deliveries: int = Field(
+        3, ge=1, description="a task whose worker dies this many times is dead-lettered"
+    )
     task_retry_backoff_seconds: Seconds = Field(2, description="first retry delay, doubled each")
     task_retry_backoff_max_seconds: Seconds = 120
     heartbeat_seconds: Seconds = 60

@@ -1,9 +1,9 @@
 """The worker's tasks. Each one is idempotent, because late acknowledgement means any task may
 run more than once (after a worker is killed, or in rare races even twice at the same time).
 
-Transient errors (a database or Redis hiccup, a lock held too long) are retried with
-exponential backoff and full jitter; a task that fails for good leaves a row in `dead_letters`
-and an error log line, so no failure is silent.
+Transient errors (a database or Redis hiccup, a lock held too long, a schema whose migration has
+not run yet: core/schema.py) are retried with exponential backoff and full jitter; a task that
+fails for good leaves a row in `dead_letters` and an error log line, so no failure is silent.
 """
 
 import random
@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 
 from ..core.flags import EVALUATED, NOTE_SUMMARY
 from ..core.models import DeadLetter, Heartbeat, Note
+from ..core.schema import schema_behind
 from .worker import WorkerApp
 
 log = structlog.get_logger(__name__)
@@ -35,11 +36,23 @@ TRANSIENT = (
 class ReliableTask(Task):  # type: ignore[misc]
     app: WorkerApp
     transient: tuple[type[Exception], ...] = TRANSIENT  # retried; anything else dead-letters
+    # No limit of Celery's own: its default (3) would cut TASK_MAX_RETRIES short, retry() taking
+    # max_retries=None as "use the default". The limit is the setting, checked in __call__.
+    max_retries = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        task_id, retries = self.request.id, self.request.retries
         try:
-            return super().__call__(*args, **kwargs)
-        except self.transient as exc:
+            if task_id is not None:  # None: called in-process, not delivered
+                self.app.deliveries.arrived(task_id, retries)  # TooManyDeliveries: dead letter
+            try:
+                return super().__call__(*args, **kwargs)
+            finally:
+                if task_id is not None:
+                    self.app.deliveries.finished(task_id, retries)
+        except Exception as exc:
+            if not isinstance(exc, self.transient) and not schema_behind(exc):
+                raise
             settings = self.app.settings
             if self.request.retries >= settings.task_max_retries:
                 raise  # out of retries: the task fails, and on_failure dead-letters it
@@ -92,15 +105,10 @@ def enrich_note(self: ReliableTask, note_id: int) -> None:
         word_count = len(note.body.split())
         # The same question as the web's, for the same user: both give the same answer.
         summarised = self.app.flags.enabled(NOTE_SUMMARY, note.owner_id)
-        conn.execute(
-            update(Note)
-            .where(Note.id == note_id)
-            .values(
-                word_count=word_count,
-                summary=summarise(note.body) if summarised else None,
-                enriched_at=datetime.now(UTC),
-            )
-        )
+        values: dict[str, Any] = {"word_count": word_count, "enriched_at": datetime.now(UTC)}
+        if summarised:  # only then is the column touched (expand/contract: models.py)
+            values["summary"] = summarise(note.body)
+        conn.execute(update(Note).where(Note.id == note_id).values(values))
     log.info(
         "note enriched",
         note_id=note_id,
@@ -130,13 +138,15 @@ def prune(self: ReliableTask) -> None:
 
 @shared_task(bind=True, base=ReliableTask, name="notes.sweep")
 def sweep_unenriched(self: ReliableTask) -> None:
-    """Enqueue notes left unenriched for longer than a queued task can wait (enqueue failed)."""
+    """Enqueue notes left unenriched for longer than a queued task can wait (enqueue failed),
+    unless this sweep enqueued them within that wait already (requeued.py)."""
     waited = timedelta(seconds=self.app.settings.broker_visibility_timeout_seconds)
     cutoff = datetime.now(UTC) - waited
     with self.app.engine.connect() as conn:
         ids = conn.scalars(
             select(Note.id).where(Note.enriched_at.is_(None), Note.created_at < cutoff).limit(500)
         ).all()
+    ids = self.app.requeued.claim(list(ids)) if ids else []
     for note_id in ids:
         enrich_note.apply_async(args=[note_id], headers={"request_id": self.request.id})
     if ids:

@@ -10,6 +10,7 @@ import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+import redis
 import structlog
 from celery import Celery, signals
 from celery.apps import worker as celery_worker
@@ -26,6 +27,8 @@ from ..core.metrics import TaskMetrics, scrape_registry
 from ..core.ports import in_use, port_unavailable
 from ..core.settings import Settings, load_settings
 from ..core.telemetry import start_tracing, tracing_enabled
+from .deliveries import Deliveries
+from .requeued import Requeued
 
 if TYPE_CHECKING:
     from ..core.tracing import Tracing  # imports OpenTelemetry: never at run time when off
@@ -66,6 +69,25 @@ class WorkerApp(Celery):  # type: ignore[misc]
         if self.tracing is not None:
             self.tracing.instrument_engine(engine)
         return engine
+
+    @cached_property
+    def redis(self) -> redis.Redis:
+        # Made in each child on first use, like the engine: no connection crosses a fork.
+        timeout = self.settings.redis_timeout_seconds
+        return redis.Redis.from_url(
+            self.settings.redis_url.get_secret_value(),
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+        )
+
+    @cached_property
+    def deliveries(self) -> Deliveries:
+        return Deliveries(self.redis, self.settings.task_queue, self.settings.task_max_deliveries)
+
+    @cached_property
+    def requeued(self) -> Requeued:
+        seconds = self.settings.broker_visibility_timeout_seconds
+        return Requeued(self.redis, self.settings.task_queue, seconds)
 
     @cached_property
     def flags(self) -> Flags:

@@ -10,7 +10,8 @@ backing service that is down, and the answers of the pure-ASGI middleware (413, 
 
 A backing service that is down or too slow is a 503, never a 500: the request fails fast (every
 client has a timeout from config) and the client is told to retry; nothing is retried here, so an
-outage does not pile up waiting requests.
+outage does not pile up waiting requests. So is a database schema behind this release (a column
+or table its migration adds, read before `release` ran: core/schema.py): it ends by itself.
 """
 
 import re
@@ -28,6 +29,8 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import Scope, Send
+
+from ..core.schema import schema_behind
 
 log = structlog.get_logger(__name__)
 
@@ -170,8 +173,17 @@ async def _unavailable(dependency: str, request: Request, exc: Exception) -> Res
     )
 
 
+async def _programming_error(request: Request, exc: Exception) -> Response:
+    if not schema_behind(exc):
+        raise exc  # a bug: the 500 it is
+    log.warning("database schema behind this release", error=type(exc.__cause__).__name__)
+    detail = "database schema not migrated yet, try again later"
+    return json_error(request.scope, 503, detail, {"Retry-After": "5"})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http_error)
     for exc_type, dependency in UNAVAILABLE.items():
         app.add_exception_handler(exc_type, partial(_unavailable, dependency))
+    app.add_exception_handler(sqlalchemy.exc.ProgrammingError, _programming_error)
