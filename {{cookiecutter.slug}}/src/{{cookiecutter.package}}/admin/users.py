@@ -54,13 +54,17 @@ def parse(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def print_user(user: User, **extra: object) -> None:
+async def print_user(db: AsyncSession, user: User, **extra: object) -> None:
+    # Read on its own: the column is deferred (core/models.py), so loading a user skips it.
+    verified = await db.scalar(
+        select(User.email_verified_at.is_not(None)).where(User.id == user.id)
+    )
     line = {
         "id": user.id,
         "email": user.email,
         "is_admin": user.is_admin,
         "is_active": user.is_active,
-        "email_verified": user.email_verified_at is not None,
+        "email_verified": verified,
         "created_at": user.created_at.isoformat(),
         **extra,
     }
@@ -89,7 +93,7 @@ async def create(
     try:
         user = await create_user(db, hasher, email, password, is_admin=admin, verified=verified)
         await db.commit()
-        print_user(user)
+        await print_user(db, user)
     except EmailTaken:
         fail(f"users create: an account with the email {email} exists", EX_DATAERR)
     finally:
@@ -110,7 +114,7 @@ async def disable(db: AsyncSession, settings: Settings, email: str) -> None:
     finally:
         await redis.aclose()
     await db.refresh(user)
-    print_user(user, sessions_ended=ended)
+    await print_user(db, user, sessions_ended=ended)
 
 
 async def verify(db: AsyncSession, email: str) -> None:
@@ -124,7 +128,7 @@ async def verify(db: AsyncSession, email: str) -> None:
     )
     await db.commit()
     await db.refresh(user)
-    print_user(user)
+    await print_user(db, user)
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:
@@ -138,8 +142,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
             elif args.command == "verify":
                 await verify(db, args.email)
             else:
-                for user in await db.scalars(select(User).order_by(User.id)):
-                    print_user(user)
+                for user in (await db.scalars(select(User).order_by(User.id))).all():
+                    await print_user(db, user)
     finally:
         await engine.dispose()
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import ColumnElement, Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, null, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -53,13 +53,17 @@ class Credentials:
     is_active: bool
     password_hash: str
     password_changed_at: datetime
-    email_verified: bool
+    email_verified: bool | None
 
 
-async def credentials(db: AsyncSession, email: str) -> Credentials | None:
-    """The account's credentials; the connection goes back to the pool before the caller hashes."""
+async def credentials(
+    db: AsyncSession, email: str, with_verified: bool = False
+) -> Credentials | None:
+    """The account's credentials; the connection goes back to the pool before the caller hashes.
+    Whether its address is confirmed is read only `with_verified` (else None): only a login
+    under mandatory verification asks, so no other login depends on that column."""
     columns = (User.id, User.email, User.is_admin, User.is_active, User.password_hash)
-    verified = User.email_verified_at.is_not(None)
+    verified = User.email_verified_at.is_not(None) if with_verified else null()
     query = select(*columns, User.password_changed_at, verified).where(_email_is(email))
     row = (await db.execute(query)).one_or_none()
     await db.close()

@@ -25,8 +25,11 @@ class User(Base):
     password_changed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
-    # Set when the owner of the address followed a link mailed to it (core/tokens.py).
-    email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when the owner of the address followed a link mailed to it (core/tokens.py). Deferred,
+    # as `notes.summary` is: only what needs it reads it (expand/contract, see the README).
+    email_verified_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), deferred=True
+    )
 
 
 class Note(Base):

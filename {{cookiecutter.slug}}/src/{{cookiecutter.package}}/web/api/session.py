@@ -70,14 +70,15 @@ async def log_in(
     settings: AppSettings,
 ) -> SessionOut:
     await throttle.attempt(login.email, address)  # counted before hashing: 429 past the limit
-    account = await credentials(db, login.email)
+    mandatory = settings.email_verification == "mandatory"
+    account = await credentials(db, login.email, with_verified=mandatory)
     matches, new_hash = await hasher.verify(
         account.password_hash if account else None, login.password
     )
     if account is None or not matches or not account.is_active:
         raise HTTPException(401, "wrong email or password")
     # Only now, after the password: the answer tells nothing to whoever does not know it.
-    if settings.email_verification == "mandatory" and not account.email_verified:
+    if mandatory and not account.email_verified:
         await throttle.succeeded(login.email, address)
         raise HTTPException(
             403, "email address not confirmed: follow the link mailed to it, or ask for another"
