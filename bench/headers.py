@@ -74,7 +74,8 @@ def cpu_us(asgi, s, n=200_000, runs=7):
 plain = scope()
 listed, stranger = b"https://app.example.com", b"https://evil.example"
 headers = SecurityHeadersMiddleware(app, security_headers(True))
-with_docs = SecurityHeadersMiddleware(app, security_headers(True), {"/docs": security_headers(True, b"x")})
+docs = {"/docs": security_headers(True, b"x")}
+with_docs = SecurityHeadersMiddleware(app, security_headers(True), docs)
 cors = CorsMiddleware(app, ["https://app.example.com"], 600)
 bare = cpu_us(app, plain)
 rows = {
@@ -121,7 +122,7 @@ def report(rows: dict[str, float], started: str, load: str) -> str:
     lines += [
         "",
         "- CORS is off by default (no CORS_ORIGINS): then its layer is not added at all and",
-        "  costs nothing; the rows show what it costs when a front end on another origin is listed.",
+        "  costs nothing; the rows show its cost when a front end on another origin is listed.",
         "- The preflight row is a whole answer made by the layer itself, compared with the bare",
         "  app's answer.",
     ]
