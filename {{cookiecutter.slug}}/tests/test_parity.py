@@ -7,6 +7,7 @@ import re
 from .conftest import ROOT
 
 COMPOSE, GITHUB, GITLAB = "docker-compose.yml", ".github/workflows/ci.yml", ".gitlab-ci.yml"
+SERVICES = (COMPOSE, GITHUB, GITLAB)
 
 # Where each file names each version. A CI file the project was generated without is skipped.
 WHERE = {
@@ -17,8 +18,8 @@ WHERE = {
         (GITLAB, r"image: python:([\d.]+)"),
     ],
     # The tag, without the digest that pins it (the same tag is pinned alike everywhere).
-    "PostgreSQL": [(name, r"(?:image|name): postgres:([^\s@]+)") for name in (COMPOSE, GITHUB, GITLAB)],
-    "Redis": [(name, r"(?:image|name): redis:([^\s@]+)") for name in (COMPOSE, GITHUB, GITLAB)],
+    "PostgreSQL": [(name, r"(?:image|name): postgres:([^\s@]+)") for name in SERVICES],
+    "Redis": [(name, r"(?:image|name): redis:([^\s@]+)") for name in SERVICES],
 }
 
 
