@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from .conftest import PASSWORD, Web, error
+from .test_hostile import raw
 from .test_settings import run_process
 
 SAME_FOR_EVERY_ANSWER = {
@@ -65,6 +66,13 @@ def test_every_answer_carries_the_security_headers(web: Web) -> None:
         assert_security_headers(response)
         # Plain http, cookies not Secure (SESSION_COOKIE_SECURE=false): never pinned to HTTPS.
         assert "strict-transport-security" not in response.headers
+    # And the answers the HTTP layer makes before the app sees a request (web/protocol.py).
+    for request in (b"GET /livez HTTP/1.1\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n",
+                    b"NOT HTTP AT ALL\r\n\r\n"):  # fmt: skip
+        status, headers, _ = raw(web, request)
+        assert status in (400, 431)
+        for name, value in SAME_FOR_EVERY_ANSWER.items():
+            assert headers.get(name) == value, (name, status)
 
 
 def test_answers_of_the_session_are_never_stored(web: Web) -> None:
