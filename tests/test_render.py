@@ -1,5 +1,6 @@
 """The template renders every option cleanly, and refuses bad answers without leaving a mess."""
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -96,3 +97,64 @@ def test_invalid_answers_stop_the_render_with_one_line(
     # cookiecutter 2.7 itself logs a traceback after any failing hook; ours is the first line.
     assert result.stderr.lstrip().startswith("error: ")
     assert list(tmp_path.iterdir()) == []  # nothing left behind
+
+
+# Answers unlike the defaults in every way a default could leak: words, case, separators.
+OWN_ANSWERS = {
+    "project_name": "Zephyr Ledger",
+    "slug": "zephyr-ledger",
+    "package": "zephyr_ledger",
+    "description": "Keeps the ledger of every zephyr.",
+    "author": "Quinn Example <quinn@zephyr.test>",
+}
+
+
+def default_answers() -> list[str]:
+    """The default answers as cookiecutter.json gives them, rendered: every one of them, and
+    the pieces a file could carry alone (the author's name and address, the name's words)."""
+    context = json.loads((TEMPLATE / "cookiecutter.json").read_text())
+    project = context["project_name"]  # "Acme Notes"
+    slug = project.lower().replace(" ", "-")
+    author = context["author"]
+    name, _, address = author.partition(" <")
+    return [
+        project,
+        slug,
+        slug.replace("-", "_"),
+        context["description"],
+        author,
+        name,
+        address.rstrip(">"),
+        *project.split(),  # "Acme", "Notes" in any case: an image tag, a label, a title
+    ]
+
+
+@pytest.mark.parametrize("ci", ["github", "gitlab", "none"])
+def test_a_project_made_with_other_answers_carries_no_default_anywhere(
+    tmp_path: Path, ci: str
+) -> None:
+    project = render(tmp_path, kubernetes="yes", ci=ci, **OWN_ANSWERS)
+    assert project.name == OWN_ANSWERS["slug"]
+    defaults = [word for word in default_answers() if word.lower() != "notes"]
+    # "notes" is a feature of the service (POST /api/v1/notes), not the name: checked as part
+    # of the full name and slug instead, with "Acme" alone, which names nothing else.
+    found = []
+    for path in sorted(project.rglob("*")):
+        where = path.relative_to(project).as_posix()
+        found += [f"{where} (path): {d}" for d in defaults if d.lower() in where.lower()]
+        if path.is_file():
+            text = path.read_text(errors="replace").lower()
+            found += [f"{where}: {d!r}" for d in defaults if d.lower() in text]
+    assert not found, "\n".join(found)
+    # Where the answers are expected to show: the README's title and description, the
+    # distribution's metadata, the OpenAPI title and description.
+    readme = (project / "README.md").read_text().splitlines()
+    assert readme[0] == f"# {OWN_ANSWERS['project_name']}"
+    assert OWN_ANSWERS["description"] in readme
+    pyproject = (project / "pyproject.toml").read_text()
+    assert OWN_ANSWERS["author"] in pyproject
+    app = (project / "src" / OWN_ANSWERS["package"] / "web" / "app.py").read_text()
+    assert f'TITLE = "{OWN_ANSWERS["project_name"]}"' in app
+    assert f'DESCRIPTION = "{OWN_ANSWERS["description"]}"' in app
+    compose = (project / "docker-compose.yml").read_text()
+    assert re.search(rf"^name: {OWN_ANSWERS['slug']}$", compose, re.MULTILINE)

@@ -217,7 +217,7 @@ def test_changing_the_password_ends_every_other_session(web: Web) -> None:
 def test_cross_site_unsafe_requests_with_a_valid_cookie_are_refused(
     start: Callable[..., Any],
 ) -> None:
-    web: Web = start("web", TRUSTED_ORIGINS="https://app.example.com")
+    web: Web = start("web", CORS_ORIGINS="https://app.example.com")
     web.wait_ready()
     user = web.signed_in()
     host = f"127.0.0.1:{web.env['PORT']}"

@@ -7,17 +7,19 @@ import re
 from .conftest import ROOT
 
 COMPOSE, GITHUB, GITLAB = "docker-compose.yml", ".github/workflows/ci.yml", ".gitlab-ci.yml"
+SERVICES = (COMPOSE, GITHUB, GITLAB)
 
 # Where each file names each version. A CI file the project was generated without is skipped.
 WHERE = {
     "Python": [
-        ("Dockerfile", r"^ARG PYTHON_VERSION=(\S+)"),
+        ("Dockerfile", r"^FROM python:(\d[\d.]*)-"),
         ("Makefile", r"--python(?:-version)? (\d\S*)"),
         (GITHUB, r'python-version: "(\S+)"'),
-        (GITLAB, r"image: python:(\S+)"),
+        (GITLAB, r"image: python:([\d.]+)"),
     ],
-    "PostgreSQL": [(name, r"(?:image|name): postgres:(\S+)") for name in (COMPOSE, GITHUB, GITLAB)],
-    "Redis": [(name, r"(?:image|name): redis:(\S+)") for name in (COMPOSE, GITHUB, GITLAB)],
+    # The tag, without the digest that pins it (the same tag is pinned alike everywhere).
+    "PostgreSQL": [(name, r"(?:image|name): postgres:([^\s@]+)") for name in SERVICES],
+    "Redis": [(name, r"(?:image|name): redis:([^\s@]+)") for name in SERVICES],
 }
 
 

@@ -87,10 +87,29 @@ def _comma_separated(value: object) -> object:
 
 
 def _origin(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path not in ("", "/"):
+    # Compared byte for byte with the Origin header browsers send (web/cors.py, web/csrf.py):
+    # scheme://host[:port], lower case, without a default port. Written that way here, so that
+    # "https://App.example.com:443/" still matches, and anything that is not one origin stops.
+    if "*" in value or value == "null":
+        raise ValueError("must list exact origins: no wildcard and no null (credentials are sent)")
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        port == -1
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+        or "@" in parts.netloc
+    ):
         raise ValueError("must be origins like https://app.example.com, comma-separated")
-    return f"{parts.scheme}://{parts.netloc}"
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default = {"http": 80, "https": 443}[parts.scheme]
+    return f"{parts.scheme}://{host}" + ("" if port in (None, default) else f":{port}")
 
 
 def _proxies(value: str) -> str:
@@ -199,9 +218,27 @@ class Settings(BaseSettings):
     session_cookie_secure: bool = Field(
         True, description="HTTPS only; the cookie is then named __Host-session"
     )
-    trusted_origins: Origins = Field(
-        (), description="other sites allowed to send unsafe requests, comma-separated"
+
+    # Browser security (web/headers.py, web/cors.py, web/csrf.py, web/docs.py).
+    cors_origins: Origins = Field(
+        (),
+        description="exact origins of browser front ends that may call the API with the session "
+        "cookie, comma-separated; the same list the cross-site check trusts. Empty: no CORS",
     )
+    cors_max_age_seconds: int = Field(
+        600, ge=0, le=86_400, description="how long a browser may cache a preflight's answer"
+    )
+    api_docs: bool = Field(
+        False, description="serve Swagger UI at /docs (under its own CSP); /openapi.json always"
+    )
+
+    @model_validator(mode="after")
+    def _trusted_origins_renamed(self) -> "Settings":
+        # One list for CORS and the cross-site check: an old TRUSTED_ORIGINS left set would
+        # silently stop being trusted, so it stops the process instead.
+        if "TRUSTED_ORIGINS" in os.environ:
+            raise ValueError("TRUSTED_ORIGINS is now CORS_ORIGINS (one list for CORS and CSRF)")
+        return self
 
     # Accounts. Password rules follow OWASP ASVS 5 (V6); hashing is argon2id.
     password_min_length: int = Field(

@@ -26,9 +26,12 @@ from ..core.settings import Settings
 from . import api, health
 from .body_limit import BodyLimitMiddleware
 from .cookie import SessionCookie
+from .cors import CorsMiddleware
 from .csrf import CrossOriginProtection
 from .deadline import DeadlineMiddleware
+from .docs import add_docs
 from .errors import RESPONSES, install_error_handlers
+from .headers import SecurityHeadersMiddleware, security_headers
 from .observe import ObserveMiddleware
 from .ratelimit import create_login_throttle, create_mail_throttle, create_rate_limiter
 from .untraced import UntracedMiddleware, is_untraced
@@ -37,6 +40,10 @@ if TYPE_CHECKING:
     from ..core.tracing import Tracing  # imports OpenTelemetry: never at run time when off
 
 log = structlog.get_logger(__name__)
+
+# The answers given when the project was made: the OpenAPI title and description.
+TITLE = {{ cookiecutter.project_name | jsonify }}
+DESCRIPTION = {{ cookiecutter.description | jsonify }}
 
 
 def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
@@ -77,9 +84,11 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         celery.close()
 
     app = FastAPI(
-        title="Acme Notes",
-        description="A twelve-factor Python web service.",
+        title=TITLE,
+        description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # docs.py serves them, when on, under their own CSP
+        redoc_url=None,
         # FastAPI traces each request once a tracer provider is set (tracing on, see
         # core/tracing.py). Told so, it skips asking OpenTelemetry for providers on every
         # request when tracing is off. A span for each dependency, endpoint and serialisation
@@ -100,12 +109,21 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
     for router in api.ROUTERS:
         app.include_router(router, prefix=api.PREFIX, responses=RESPONSES)
     app.add_api_route("/metrics", metrics_endpoint(registry), include_in_schema=False)
+    hsts = settings.session_cookie_secure  # HTTPS only then: see headers.py
+    own_headers = add_docs(app, hsts) if settings.api_docs else {}
     install_error_handlers(app)
     # Added last runs first: the cross-origin 403, the body limit's 413 and the deadline's 503 are
-    # observed (logged, counted, given a request id) like any answer.
-    app.add_middleware(CrossOriginProtection, trusted_origins=settings.trusted_origins)
+    # observed (logged, counted, given a request id) like any answer. One list of origins for
+    # both cross-origin rules, so CORS never allows what the CSRF check refuses, or the reverse.
+    app.add_middleware(CrossOriginProtection, trusted_origins=settings.cors_origins)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_body_bytes)
     app.add_middleware(DeadlineMiddleware, seconds=settings.request_timeout_seconds)
+    if settings.cors_origins:  # off by default: then not even a layer
+        app.add_middleware(
+            CorsMiddleware,
+            origins=settings.cors_origins,
+            max_age_seconds=settings.cors_max_age_seconds,
+        )
     app.add_middleware(
         ObserveMiddleware,
         metrics=HttpMetrics(registry),
@@ -116,4 +134,8 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
     )
     if tracing is not None:
         app.add_middleware(UntracedMiddleware, suppress=tracing.suppress)
+    # Outermost: every answer, including those the layers above make themselves, carries them.
+    app.add_middleware(
+        SecurityHeadersMiddleware, headers=security_headers(hsts), by_path=own_headers
+    )
     return app

@@ -3,9 +3,10 @@ refused with 403, modelled on Go 1.25's `net/http.CrossOriginProtection`. No tok
 
 Browsers say where a request comes from. `Sec-Fetch-Site` (every current browser) is trusted
 first: `same-origin` or `none` (typed in, a bookmark) pass, anything else passes only from a
-trusted origin. Without it, an `Origin` naming this host passes, as does one in
-TRUSTED_ORIGINS. A request with neither header did not come from a browser, where cross-site
-forgery happens (curl, another service, a mobile app), and passes.
+trusted origin. Without it, an `Origin` naming this host passes, as does a trusted one. The
+trusted origins are CORS_ORIGINS, the list CORS allows (cors.py): one list for both rules. A
+request with neither header did not come from a browser, where cross-site forgery happens
+(curl, another service, a mobile app), and passes.
 """
 
 from collections.abc import Iterable

@@ -9,6 +9,7 @@ request the parser cannot read gets a 400; all three answer with the one JSON er
 (errors.py) and a fresh request id, where uvicorn would write a plain-text 400.
 """
 
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -26,6 +27,8 @@ class _Refused(Exception):
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
     max_head_bytes = 32_768  # set per server by http_protocol() below
+    # The ASVS V3.4 headers (headers.py): these answers never reach the app and its middleware.
+    extra_headers: tuple[tuple[bytes, bytes], ...] = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -65,7 +68,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         log.warning("request refused", status=status, reason=detail, request_id=request_id)
         body = error_body(request_id, detail)
         head = [STATUS_LINE[status]]
-        for name, value in self.server_state.default_headers:
+        for name, value in (*self.server_state.default_headers, *self.extra_headers):
             head += [name, b": ", value, b"\r\n"]
         head += [
             b"content-type: application/json\r\n",
@@ -77,6 +80,9 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self.transport.close()
 
 
-def http_protocol(max_head_bytes: int) -> type[BoundedHttpToolsProtocol]:
-    """The protocol class for uvicorn's `http=`, with this server's limit."""
-    return type("HttpProtocol", (BoundedHttpToolsProtocol,), {"max_head_bytes": max_head_bytes})
+def http_protocol(
+    max_head_bytes: int, extra_headers: Iterable[tuple[bytes, bytes]] = ()
+) -> type[BoundedHttpToolsProtocol]:
+    """The protocol class for uvicorn's `http=`, with this server's limit and headers."""
+    attributes = {"max_head_bytes": max_head_bytes, "extra_headers": tuple(extra_headers)}
+    return type("HttpProtocol", (BoundedHttpToolsProtocol,), attributes)

@@ -28,6 +28,7 @@ from ..core.ports import port_unavailable
 from ..core.settings import Settings, load_settings
 from ..core.telemetry import start_tracing, tracing_enabled
 from .app import create_app
+from .headers import security_headers
 from .protocol import http_protocol
 
 if TYPE_CHECKING:
@@ -63,7 +64,9 @@ def build_server(settings: Settings, tracing: "Tracing | None" = None) -> Server
         host="0.0.0.0",
         port=settings.port,
         loop="uvloop",
-        http=http_protocol(settings.max_request_head_bytes),
+        http=http_protocol(
+            settings.max_request_head_bytes, security_headers(settings.session_cookie_secure)
+        ),
         lifespan="on",
         log_config=None,  # keep the JSON logging set up in core/logging.py
         access_log=False,  # observe.py writes one line per request instead
