@@ -585,7 +585,7 @@ def tracing_env(collector: Collector, **env: str) -> dict[str, str]:
 def broker_client(env: dict[str, str]) -> Celery:
     """A client of the service's broker, as any other program would be one: its URL, and on
     Redis the prefix every key of the service carries (REDIS_KEY_PREFIX)."""
-    app = Celery(broker=env.get("BROKER_URL", env["REDIS_URL"]), set_as_current=False)
+    app = Celery(broker=env.get("BROKER_URL") or env["REDIS_URL"], set_as_current=False)
     prefix = env.get("REDIS_KEY_PREFIX", "{{ cookiecutter.package }}")
     app.conf.broker_transport_options = {"global_keyprefix": f"{prefix}:"}
     return app

@@ -10,11 +10,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from celery import Celery
 
 from dev import services
 
-from .conftest import PASSWORD, Process, Web, fresh_database, release, wait_until
+from .conftest import PASSWORD, Process, Web, broker_client, fresh_database, release, wait_until
 
 REFUSE = """
 CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -67,7 +66,7 @@ def test_a_dead_lettered_statement_keeps_its_values_out_of_the_row_and_the_logs(
         assert row is not None
         # The summary is the body's first sentence: the UPDATE's parameters carry the address.
         worker: Process = start("worker", **refusing, FLAG_NOTE_SUMMARY="on")
-        Celery(broker=refusing["REDIS_URL"]).send_task(
+        broker_client(refusing).send_task(
             "notes.enrich", args=[row[0]], queue=refusing["TASK_QUEUE"]
         )
 

@@ -7,11 +7,10 @@ from functools import partial
 from typing import Any
 
 import psycopg
-from celery import Celery
 
 from dev import services
 
-from .conftest import Process, Web, fresh_database, release, wait_until
+from .conftest import Process, Web, broker_client, fresh_database, release, wait_until
 
 NOTES = 150
 # Redis redelivers a lost worker's tasks after the visibility timeout: short here, for the test.
@@ -83,7 +82,7 @@ def test_a_task_whose_worker_dies_every_time_is_dead_lettered(
     row = db.execute("INSERT INTO notes (title, body) VALUES ('t', 'a b') RETURNING id").fetchone()
     assert row is not None
     note, task_id = row[0], f"deaths-{secrets.token_hex(6)}"
-    sender = Celery(broker=broker)
+    sender = broker_client(env)
     try:
         with psycopg.connect(migrated["DATABASE_URL"]) as holder:
             # Each delivery waits on the note's row: it is surely mid-run when its worker dies.
@@ -134,7 +133,7 @@ def test_the_sweep_does_not_enqueue_again_what_it_enqueued_within_the_wait(
             worker: Process = start(
                 "worker", **{**env, "WORKER_CONCURRENCY": "3", "DB_TIMEOUT_SECONDS": "30"}
             )
-            sender = Celery(broker=env["REDIS_URL"])
+            sender = broker_client(env)
             for sweeps in (1, 2):
                 sender.send_task("notes.sweep", queue=env["TASK_QUEUE"])
                 wait_until(partial(succeeded, worker, "notes.sweep", sweeps), timeout=30)

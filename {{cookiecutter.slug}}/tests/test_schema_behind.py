@@ -13,11 +13,10 @@ from typing import Any
 
 import psycopg
 import pytest
-from celery import Celery
 
 from dev import services
 
-from .conftest import Process, Web, error, fresh_database, release, wait_until
+from .conftest import Process, Web, broker_client, error, fresh_database, release, wait_until
 from .test_release import release_to
 
 BEFORE_SUMMARY = "0002"  # the revision before 0003_note_summary
@@ -78,9 +77,7 @@ def test_a_task_on_the_previous_schema_retries_until_release_has_run(
             TASK_RETRY_BACKOFF_MAX_SECONDS="1",
             TASK_MAX_RETRIES="100",
         )
-        Celery(broker=behind["REDIS_URL"]).send_task(
-            "notes.enrich", args=[note], queue=behind["TASK_QUEUE"]
-        )
+        broker_client(behind).send_task("notes.enrich", args=[note], queue=behind["TASK_QUEUE"])
 
         def retried() -> list[dict[str, Any]]:
             return [r for r in worker.records() if r["event"] == "retrying"]
@@ -111,9 +108,7 @@ def test_a_task_with_the_flag_off_runs_on_the_previous_schema(
         ).fetchone()
         assert row is not None
         worker: Process = start("worker", **behind, FLAG_NOTE_SUMMARY="off")
-        Celery(broker=behind["REDIS_URL"]).send_task(
-            "notes.enrich", args=[row[0]], queue=behind["TASK_QUEUE"]
-        )
+        broker_client(behind).send_task("notes.enrich", args=[row[0]], queue=behind["TASK_QUEUE"])
 
         def word_count() -> Any:
             return db.execute("SELECT word_count FROM notes WHERE id = %s", row).fetchone()

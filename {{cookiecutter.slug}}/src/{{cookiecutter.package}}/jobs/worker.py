@@ -82,12 +82,14 @@ class WorkerApp(Celery):  # type: ignore[misc]
 
     @cached_property
     def deliveries(self) -> Deliveries:
-        return Deliveries(self.redis, self.settings.task_queue, self.settings.task_max_deliveries)
+        return Deliveries(
+            self.redis, self.settings.redis_key_prefix, self.settings.task_max_deliveries
+        )
 
     @cached_property
     def requeued(self) -> Requeued:
         seconds = self.settings.broker_visibility_timeout_seconds
-        return Requeued(self.redis, self.settings.task_queue, seconds)
+        return Requeued(self.redis, self.settings.redis_key_prefix, seconds)
 
     @cached_property
     def flags(self) -> Flags:
