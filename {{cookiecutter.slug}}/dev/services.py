@@ -169,9 +169,13 @@ def postgres_user(*reached: Path) -> str | None:
     return "nobody"
 
 
-def start_postgres(data: Path, port: int, *, durable: bool) -> Server:
+def start_postgres(
+    data: Path, port: int, *, durable: bool, password: str | None = None
+) -> Server:
     """PostgreSQL on 127.0.0.1:`port`, over TCP only, its data in `data` (made on first use).
-    Not `durable`: no fsync, for throwaway test servers."""
+    Not `durable`: no fsync, for throwaway test servers. With a `password` for the `postgres`
+    superuser, every login is checked (scram-sha-256) instead of trusted: for tests of
+    credentials, which a trusting server would let pass whatever they are."""
     bin_dir = binary(*POSTGRES_BIN)
     data.mkdir(parents=True, exist_ok=True)
     user = postgres_user(bin_dir, data.parent)
@@ -180,16 +184,29 @@ def start_postgres(data: Path, port: int, *, durable: bool) -> Server:
         if user:
             os.chown(data, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
         initdb: list[str | Path] = [bin_dir / "initdb", "-D", data, "-U", "postgres"]
-        initdb += ["--auth=trust", "--encoding=UTF8", "--no-locale"]
+        initdb += ["--encoding=UTF8", "--no-locale"]
         initdb += [] if durable else ["--no-sync"]
-        with log.open("ab") as out:
-            subprocess.run(initdb, stdout=out, stderr=out, check=True, **as_user(user))
+        if password is None:
+            initdb += ["--auth=trust"]
+        else:
+            pwfile = data.parent / "postgres.pw"
+            pwfile.write_text(password)
+            if user:
+                os.chown(pwfile, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+            initdb += ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+        try:
+            with log.open("ab") as out:
+                subprocess.run(initdb, stdout=out, stderr=out, check=True, **as_user(user))
+        finally:
+            if password is not None:
+                pwfile.unlink()
     argv: list[str | Path] = [bin_dir / "postgres", "-D", data, "-p", str(port)]
     argv += ["-h", "127.0.0.1", "-k", ""]  # TCP on 127.0.0.1, no unix socket
     if not durable:
         argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     server = Server(argv, signal.SIGINT, log, user)  # SIGINT: PostgreSQL's fast, clean shutdown
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    login = "postgres" if password is None else f"postgres:{password}"
+    url = f"postgresql://{login}@127.0.0.1:{port}/postgres"
 
     def ready() -> bool:
         try:
