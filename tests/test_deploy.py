@@ -274,10 +274,22 @@ def test_compose_releases_first_then_runs_each_process_with_its_grace(project: P
     for name in PROCESS_TYPES:
         service = services[name]
         assert service["command"] == commands[name], name
-        assert service["env_file"] == ".env"
+        # Secrets as files (compose's `secrets:`), never in the environment.
         environment = service["environment"]
-        assert urlsplit(environment["DATABASE_URL"]).hostname == "postgres"
-        assert urlsplit(environment["REDIS_URL"]).hostname == "redis"
+        assert not {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} & set(environment), name
+        assert "env_file" not in service, name  # .env holds make run's secrets
+        assert set(service["secrets"]) == {"database_url", "redis_url", "secret_key"}, name
+        for secret in service["secrets"]:
+            assert environment[f"{secret.upper()}_FILE"] == f"/run/secrets/{secret}", name
+    files = {
+        name: (project / secret["file"]).read_text().strip()
+        for name, secret in load(project / "docker-compose.yml")["secrets"].items()
+    }
+    assert urlsplit(files["database_url"]).hostname == "postgres"
+    assert urlsplit(files["redis_url"]).hostname == "redis"
+    env = dict(line.split("=", 1) for line in (project / ".env").read_text().splitlines())
+    assert files["secret_key"] == env["SECRET_KEY"]
+    assert ".secrets/" in (project / ".gitignore").read_text().splitlines()
         assert service["read_only"] is True
         assert service["restart"] in ("no", "always", "on-failure", "unless-stopped"), name
     assert services["release"]["restart"] == "no"

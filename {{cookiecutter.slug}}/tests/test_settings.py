@@ -199,5 +199,5 @@ def test_a_secret_file_that_cannot_be_used_is_named_never_its_content(
     event = json.loads(line)["event"]
     # A file that cannot be read is named by its variable; content that is no good, by the
     # setting, as it would be from the environment.
-    assert (variable if problem == "not a URL" else f"{variable}_FILE") in event
+    assert (f"{variable}_FILE" if problem in ("missing", "a directory") else variable) in event
     assert content not in output

@@ -4,8 +4,8 @@ change under a running process without its environment changing.
 
 Two parts. At start, `SecretFiles` is a pydantic-settings source: the file's content is the
 setting's value (a trailing newline ignored), and what goes wrong (both variables set, a file
-missing, unreadable or empty) is reported with every other bad variable, naming the variable and
-never the content. While running, the processes read the credentials of DATABASE_URL_FILE,
+missing or unreadable) is reported with every other bad variable, naming the variable and
+never the content; the value itself is then checked as the variable's would be. While running, the processes read the credentials of DATABASE_URL_FILE,
 REDIS_URL_FILE and BROKER_URL_FILE again each time they open a connection (`database_credentials`
 for SQLAlchemy, `RedisFileCredentials` for redis-py), so a rotated password is used by the next
 connection and the ones already open carry on. That is one small file read per new connection,
@@ -67,10 +67,9 @@ def read_secret_file(variable: str, path: Path) -> str:
         raise SecretFileError(variable, "file not readable (permission denied)", path) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SecretFileError(variable, f"file not readable ({type(exc).__name__})", path) from None
-    value = text.rstrip("\r\n")
-    if not value.strip():
-        raise SecretFileError(variable, "file is empty", path)
-    return value
+    # An empty file is a value like any other: the setting's own rules judge it (no fallback
+    # keys is fine, an empty URL is not).
+    return text.rstrip("\r\n")
 
 
 class SecretFiles(PydanticBaseSettingsSource):
