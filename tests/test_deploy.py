@@ -281,6 +281,8 @@ def test_compose_releases_first_then_runs_each_process_with_its_grace(project: P
         assert set(service["secrets"]) == {"database_url", "redis_url", "secret_key"}, name
         for secret in service["secrets"]:
             assert environment[f"{secret.upper()}_FILE"] == f"/run/secrets/{secret}", name
+        assert service["read_only"] is True
+        assert service["restart"] in ("no", "always", "on-failure", "unless-stopped"), name
     files = {
         name: (project / secret["file"]).read_text().strip()
         for name, secret in load(project / "docker-compose.yml")["secrets"].items()
@@ -290,8 +292,6 @@ def test_compose_releases_first_then_runs_each_process_with_its_grace(project: P
     env = dict(line.split("=", 1) for line in (project / ".env").read_text().splitlines())
     assert files["secret_key"] == env["SECRET_KEY"]
     assert ".secrets/" in (project / ".gitignore").read_text().splitlines()
-        assert service["read_only"] is True
-        assert service["restart"] in ("no", "always", "on-failure", "unless-stopped"), name
     assert services["release"]["restart"] == "no"
     assert services["release"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("web", "worker", "clock"):

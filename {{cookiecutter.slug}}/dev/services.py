@@ -278,6 +278,19 @@ def read_env(path: Path) -> dict[str, str]:
     return env
 
 
+def setting(config: dict[str, str], variable: str, env_file: Path) -> str:
+    """The variable's value, or the content of the file its NAME_FILE names (as the processes
+    read it: see core/secret_files.py)."""
+    if variable in config:
+        return config[variable]
+    if path := config.get(f"{variable}_FILE"):
+        try:
+            return Path(path).read_text().rstrip("\r\n")
+        except OSError as error:
+            raise Failed(f"{variable}_FILE: cannot read {path} ({error.strerror})") from None
+    raise Failed(f"{variable} is not set (in {env_file})")
+
+
 def serve(url: str, data: Path, kind: str) -> Server | None:
     """The server at `url`: None if something answers there, else one started there."""
     if kind == "postgres":
@@ -323,13 +336,13 @@ def main(argv: Sequence[str]) -> int:
     config = {**os.environ, **read_env(args.env_file)}  # honcho's order: .env wins
     try:
         with contextlib.ExitStack() as started:
+            urls = {}
             for variable, kind in (("DATABASE_URL", "postgres"), ("REDIS_URL", "redis")):
-                if variable not in config:
-                    raise Failed(f"{variable} is not set (in {args.env_file})")
-                server = serve(config[variable], args.data.resolve() / kind, kind)
+                urls[variable] = url = setting(config, variable, args.env_file)
+                server = serve(url, args.data.resolve() / kind, kind)
                 if server:
                     started.enter_context(server)
-            create_database(config["DATABASE_URL"])
+            create_database(urls["DATABASE_URL"])
             return run(args.command)
     except (Failed, psycopg.Error) as error:
         say(str(error))
