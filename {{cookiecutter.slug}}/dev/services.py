@@ -169,9 +169,7 @@ def postgres_user(*reached: Path) -> str | None:
     return "nobody"
 
 
-def start_postgres(
-    data: Path, port: int, *, durable: bool, password: str | None = None
-) -> Server:
+def start_postgres(data: Path, port: int, *, durable: bool, password: str | None = None) -> Server:
     """PostgreSQL on 127.0.0.1:`port`, over TCP only, its data in `data` (made on first use).
     Not `durable`: no fsync, for throwaway test servers. With a `password` for the `postgres`
     superuser, every login is checked (scram-sha-256) instead of trusted: for tests of

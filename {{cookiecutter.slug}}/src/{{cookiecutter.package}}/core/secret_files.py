@@ -3,13 +3,13 @@
 change under a running process without its environment changing.
 
 Two parts. At start, `SecretFiles` is a pydantic-settings source: the file's content is the
-setting's value (a trailing newline ignored), and what goes wrong (both variables set, a file
-missing or unreadable) is reported with every other bad variable, naming the variable and
-never the content; the value itself is then checked as the variable's would be. While running, the processes read the credentials of DATABASE_URL_FILE,
-REDIS_URL_FILE and BROKER_URL_FILE again each time they open a connection (`database_credentials`
-for SQLAlchemy, `RedisFileCredentials` for redis-py), so a rotated password is used by the next
-connection and the ones already open carry on. That is one small file read per new connection,
-nothing per request.
+setting's value (a trailing newline ignored), checked as the variable's would be, and what goes
+wrong with the file (both variables set, a file missing or unreadable) is reported with every
+other bad variable, naming the variable and never the content. While running, the processes read
+the credentials of DATABASE_URL_FILE, REDIS_URL_FILE and BROKER_URL_FILE again each time they open
+a connection (`database_credentials` for SQLAlchemy, `RedisFileCredentials` for redis-py), so a
+rotated password is used by the next connection and the ones already open carry on. That is one
+small file read per new connection, nothing per request.
 """
 
 import contextlib
