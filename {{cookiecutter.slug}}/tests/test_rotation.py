@@ -11,6 +11,7 @@ time. Redis users hold several passwords at once, so there one user suffices.
 """
 
 import secrets
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -55,9 +56,18 @@ class CheckedServers:
         self.passwords[role] = password
 
 
+# Not pytest's tmp_path for the servers and the credential files: its base folder is shared by
+# every pytest run of this user, and a run starting elsewhere prunes older ones, live or not.
+PRIVATE = "test-rotation-"
+
+
 @pytest.fixture(scope="module")
-def checked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CheckedServers]:
-    tmp = tmp_path_factory.mktemp("checked")
+def checked() -> Iterator[CheckedServers]:
+    with tempfile.TemporaryDirectory(prefix=PRIVATE) as folder:
+        yield from _checked(Path(folder))
+
+
+def _checked(tmp: Path) -> Iterator[CheckedServers]:
     admin_password = secrets.token_urlsafe(16)
     pg_port, redis_port = services.free_port(), services.free_port()
     with (
@@ -152,30 +162,30 @@ class Load:
                 self._check(client.get("/readyz"), 200)
             except httpx.TransportError as exc:
                 self.failures.append(f"{type(exc).__name__}: {exc}")
-            time.sleep(0.02)
+            time.sleep(0.1)  # light load: a few requests a second from each client
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         for thread in self._threads:
             thread.join(15)
 
-    def enriched_after(self, moment: float) -> list[int]:
-        """Ids of notes posted after `moment` whose task has run (jobs still completing)."""
-        done = []
-        for posted, client, note in list(self.notes):
-            if posted > moment:
-                body = client.get(f"/api/v1/notes/{note}").json()
-                if body.get("enriched"):
-                    done.append(note)
-        return done
+    def enriched_after(self, moment: float, count: int = 3) -> bool:
+        """Whether the first `count` notes posted after `moment` have had their task run: jobs
+        enqueued after it still complete."""
+        posted = [(client, note) for at, client, note in list(self.notes) if at > moment][:count]
+        return len(posted) == count and all(
+            client.get(f"/api/v1/notes/{note}").json().get("enriched") for client, note in posted
+        )
 
 
 @pytest.fixture
 def serving(
-    checked: CheckedServers, base_env: dict[str, str], tmp_path: Path
+    checked: CheckedServers, base_env: dict[str, str]
 ) -> Iterator[Callable[..., tuple[Web, Process, Process, dict[str, Path]]]]:
     """Release, then web, worker and clock whose database and Redis credentials are files."""
     running: list[Process] = []
+    folder = tempfile.TemporaryDirectory(prefix=PRIVATE)
+    tmp_path = Path(folder.name)
 
     def start(redis_db: int = 1, **extra: str) -> tuple[Web, Process, Process, dict[str, Path]]:
         files = {"database": tmp_path / "database-url", "redis": tmp_path / "redis-url"}
@@ -200,6 +210,7 @@ def serving(
     yield start
     for process in running:
         process.kill_group()
+    folder.cleanup()
 
 
 def heartbeats(checked: CheckedServers) -> int:
@@ -223,7 +234,7 @@ def still_running(*processes: Process) -> None:
 
 def wait_for_jobs(load: Load, moment: float, worker: Process) -> None:
     wait_until(
-        lambda: len(load.enriched_after(moment)) >= 3,
+        lambda: load.enriched_after(moment),
         30,
         interval=0.5,
         describe=lambda: (
@@ -238,7 +249,7 @@ def test_database_password_rotates_while_web_worker_and_clock_serve(
     # Pool of 1 plus overflow: under three clients the web keeps opening new connections, and
     # the worker's pool processes are replaced every few tasks, each opening its own.
     web, worker, clock, files = serving(
-        redis_db=1, DB_POOL_SIZE="1", DB_MAX_OVERFLOW="3", WORKER_MAX_TASKS_PER_CHILD="3"
+        redis_db=1, DB_POOL_SIZE="1", DB_MAX_OVERFLOW="3", WORKER_MAX_TASKS_PER_CHILD="5"
     )
     old, new = ROLES
     old_url = checked.database_url(old)
@@ -276,11 +287,11 @@ def test_redis_password_rotates_while_web_worker_and_clock_serve(
     with Load(web) as load:
         wait_for_jobs(load, 0, worker)
         # A Redis user may hold two passwords: add the new, switch the file, drop the old.
-        checked.redis_admin.execute_command("ACL", "SETUSER", REDIS_USER, f">{new}")
+        checked.redis_admin.acl_setuser(REDIS_USER, enabled=True, passwords=[f"+{new}"])
         write_atomically(files["redis"], checked.redis_url(new, 2))
         switched = time.monotonic()
         wait_for_jobs(load, switched, worker)
-        checked.redis_admin.execute_command("ACL", "SETUSER", REDIS_USER, f"<{old}")
+        checked.redis_admin.acl_setuser(REDIS_USER, enabled=True, passwords=[f"-{old}"])
         checked.passwords[REDIS_USER] = new
         with pytest.raises(redis.AuthenticationError):
             redis.Redis(port=checked.redis_port, username=REDIS_USER, password=old).ping()

@@ -199,5 +199,12 @@ def test_a_secret_file_that_cannot_be_used_is_named_never_its_content(
     event = json.loads(line)["event"]
     # A file that cannot be read is named by its variable; content that is no good, by the
     # setting, as it would be from the environment.
-    assert (f"{variable}_FILE" if problem in ("missing", "a directory") else variable) in event
+    expected = {
+        "missing": f"{variable}_FILE ({path}): file not found",
+        "a directory": f"{variable}_FILE ({path}): file not readable",
+        "empty": f"{variable}: must",
+        "not a URL": f"{variable}: must",
+    }[problem]
+    assert expected in event
+    assert "required" not in event  # the file was read: the variable is not missing
     assert content not in output
