@@ -27,7 +27,7 @@ from psycopg import sql
 
 from dev import services
 
-from .conftest import Process, Web, new_email, release, wait_until
+from .conftest import PASSWORD, Process, Web, new_email, release, wait_until
 
 OWNER = "notes_owner"
 ROLES = ("notes_blue", "notes_green")
@@ -127,6 +127,7 @@ class Load:
 
     web: Web
     clients: int = 3
+    tolerate: str | None = None  # a failure expected for a moment: retried at sign-in
     failures: list[str] = field(default_factory=list)
     notes: list[tuple[float, httpx.Client, int]] = field(default_factory=list)
     requests: int = 0
@@ -135,11 +136,22 @@ class Load:
 
     def __enter__(self) -> "Load":
         for _ in range(self.clients):
-            client = self.web.signed_in(self.web.sign_up(new_email("rotation")))
+            client = wait_until(self._signed_in, 10)
             thread = threading.Thread(target=self._run, args=(client,), daemon=True)
             self._threads.append(thread)
             thread.start()
         return self
+
+    def _signed_in(self) -> httpx.Client | None:
+        email, client = new_email("rotation"), self.web.new_client()
+        for path in ("/api/v1/users", "/api/v1/session"):
+            response = client.post(path, json={"email": email, "password": PASSWORD})
+            if response.status_code != 201:
+                assert self.tolerate, response.text
+                assert self.tolerate in response.text, response.text
+                self.failures.append(f"{response.status_code} {path}: {response.text[:200]}")
+                return None
+        return client
 
     def _check(self, response: httpx.Response, expected: int) -> httpx.Response:
         self.requests += 1
@@ -302,15 +314,15 @@ def test_redis_password_rotates_while_web_worker_and_clock_serve(
     # again, with the file's password, and carry on.
     killed = time.monotonic()
     checked.redis_admin.client_kill_filter(user=REDIS_USER)
-    # A cut connection fails the request that finds it (as after any Redis restart); the
-    # pool then logs in anew, with the password the file holds now.
+    # A cut connection fails the one request that finds it, as after a Redis restart; then the
+    # pools log in anew, with the password the file holds now, and everything carries on.
     wait_until(lambda: web.client.get("/readyz").status_code == 200, 5)
-    wait_until(lambda: web.client.post("/api/v1/users", json={}).status_code == 422, 5)
-    for _ in range(20):
-        web.client.get("/api/v1/session")
-    with Load(web, clients=1) as load:
+    with Load(web, clients=1, tolerate="redis unavailable") as load:
         wait_for_jobs(load, killed, worker)
-    assert load.failures == [], load.failures[:10]
+        settled = len(load.failures)
+        time.sleep(2)
+    assert load.failures[settled:] == [], load.failures
+    assert len(load.failures) <= 5, load.failures  # at most one per connection the pool held
     clock_lines = len(clock.lines)
     wait_until(lambda: any("task sent" in line for line in clock.lines[clock_lines:]), 15)
     still_running(web, worker, clock)
