@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import unquote, urlsplit, urlunsplit
 
+import psycopg
 from pydantic import SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource
 from redis.credentials import CredentialProvider
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import Engine, event
 
 
@@ -34,6 +36,15 @@ class SecretFileError(Exception):
         self.reason = reason  # short and fixed: readiness shows it
         where = f" ({path})" if path is not None else ""
         super().__init__(f"{variable}{where}: {reason}")
+
+
+class DatabaseCredentialsError(SecretFileError, psycopg.OperationalError):
+    """Raised where psycopg's own connection error would be: SQLAlchemy wraps it like one, and a
+    request that needed a new connection gets the 503 of an unreachable database, not a 500."""
+
+
+class RedisCredentialsError(SecretFileError, RedisConnectionError):
+    """Raised where redis-py's own connection error would be, for the same reason."""
 
 
 def _is_secret(annotation: Any) -> bool:
@@ -58,15 +69,17 @@ def secret_file_paths(settings_cls: type[BaseSettings]) -> dict[str, Path]:
     }
 
 
-def read_secret_file(variable: str, path: Path) -> str:
+def read_secret_file(
+    variable: str, path: Path, error: type[SecretFileError] = SecretFileError
+) -> str:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise SecretFileError(variable, "file not found", path) from None
+        raise error(variable, "file not found", path) from None
     except PermissionError:
-        raise SecretFileError(variable, "file not readable (permission denied)", path) from None
+        raise error(variable, "file not readable (permission denied)", path) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise SecretFileError(variable, f"file not readable ({type(exc).__name__})", path) from None
+        raise error(variable, f"file not readable ({type(exc).__name__})", path) from None
     # An empty file is a value like any other: the setting's own rules judge it (no fallback
     # keys is fine, an empty URL is not).
     return text.rstrip("\r\n")
@@ -107,9 +120,11 @@ class UrlCredentials:
     password: str | None
 
 
-def url_credentials(variable: str, path: Path, schemes: tuple[str, ...]) -> UrlCredentials:
+def url_credentials(
+    variable: str, path: Path, schemes: tuple[str, ...], error: type[SecretFileError]
+) -> UrlCredentials:
     """The user and password of the URL in the file, read now."""
-    text = read_secret_file(variable, path).strip()
+    text = read_secret_file(variable, path, error).strip()
     try:
         parts = urlsplit(text)
         scheme, host = parts.scheme, parts.hostname
@@ -117,7 +132,7 @@ def url_credentials(variable: str, path: Path, schemes: tuple[str, ...]) -> UrlC
     except ValueError:  # a bad port or bracket: the message would quote the text
         scheme, host, username, password = "", None, None, None
     if scheme not in schemes or not host:
-        raise SecretFileError(variable, f"not a {schemes[0]} URL", path)
+        raise error(variable, f"not a {schemes[0]} URL", path)
     return UrlCredentials(
         unquote(username) if username else None, unquote(password) if password else None
     )
@@ -140,11 +155,12 @@ def database_credentials(engine: Engine, variable: str, path: Path) -> None:
     SQLAlchemy's `do_connect` event runs before every new DBAPI connection, with the arguments
     about to be used: the pool's open connections are untouched, new ones log in as the file
     says. The host and database stay those of the start (a move is a redeploy, not a rotation).
-    An unusable file fails that connection with a SecretFileError, which /readyz reports.
+    An unusable file fails that connection as psycopg would (DatabaseCredentialsError), and
+    /readyz says why.
     """
 
     def reread(dialect: Any, record: Any, cargs: Any, cparams: dict[str, Any]) -> None:
-        credentials = url_credentials(variable, path, POSTGRES_SCHEMES)
+        credentials = url_credentials(variable, path, POSTGRES_SCHEMES, DatabaseCredentialsError)
         for key, value in (("user", credentials.username), ("password", credentials.password)):
             if value is None:
                 cparams.pop(key, None)
@@ -164,9 +180,11 @@ class RedisFileCredentials(CredentialProvider):
         self.path = path
 
     def get_credentials(self) -> tuple[str] | tuple[str, str]:
-        credentials = url_credentials(self.variable, self.path, REDIS_SCHEMES)
+        credentials = url_credentials(
+            self.variable, self.path, REDIS_SCHEMES, RedisCredentialsError
+        )
         if credentials.password is None:
-            raise SecretFileError(self.variable, "the URL has no password", self.path)
+            raise RedisCredentialsError(self.variable, "the URL has no password", self.path)
         if credentials.username is None:
             return (credentials.password,)
         return (credentials.username, credentials.password)

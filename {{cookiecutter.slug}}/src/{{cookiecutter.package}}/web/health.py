@@ -72,9 +72,9 @@ _AUTH_SQLSTATES = {"28P01", "28000"}
 
 def _why(exc: BaseException) -> str:
     """What went wrong, in words safe to show: never a message that could quote a secret."""
-    if isinstance(exc, SecretFileError):
-        return f"{exc.variable}: {exc.reason}"
     cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+    if isinstance(cause, SecretFileError):
+        return f"{cause.variable}: {cause.reason}"
     # libpq refuses a login before any session exists, so psycopg has no SQLSTATE for it: its
     # message, which names the user but never the password, is what says so.
     refused = getattr(cause, "sqlstate", None) in _AUTH_SQLSTATES or (
