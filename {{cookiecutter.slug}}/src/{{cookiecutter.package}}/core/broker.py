@@ -18,7 +18,8 @@ from typing import Any
 from celery import Celery
 from redis.credentials import CredentialProvider
 
-from .secret_files import file_variable, redis_credentials
+from .credentials import redis_credentials
+from .secret_files import file_variable
 from .settings import Settings
 
 

@@ -2,7 +2,7 @@
 
 Web uses the async engine; the worker, the clock and Alembic use the sync one. Both use psycopg 3,
 so one driver and one URL serve every process. With DATABASE_URL_FILE, each new connection
-logs in with the user and password the file holds then (secret_files.py): a rotated password
+logs in with the user and password the file holds then (credentials.py): a rotated password
 needs no restart.
 """
 
@@ -12,7 +12,8 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
 
-from .secret_files import database_credentials, file_variable
+from .credentials import database_credentials
+from .secret_files import file_variable
 from .settings import Settings
 
 

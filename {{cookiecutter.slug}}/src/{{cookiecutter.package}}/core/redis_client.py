@@ -6,7 +6,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from .secret_files import file_variable, redis_credentials, without_credentials
+from .credentials import redis_credentials, without_credentials
+from .secret_files import file_variable
 from .settings import Settings
 
 
