@@ -32,13 +32,23 @@ def main() -> None:
             remove(root / name)
 
     # Local development only: git-ignored, read by `honcho start`, never by the application.
+    secret_key = secrets.token_urlsafe(48)
     (root / ".env").write_text(
         f"DATABASE_URL=postgresql://postgres@127.0.0.1:5432/{PACKAGE}\n"
         "REDIS_URL=redis://127.0.0.1:6379/0\n"
-        f"SECRET_KEY={secrets.token_urlsafe(48)}\n"
+        f"SECRET_KEY={secret_key}\n"
         "SESSION_COOKIE_SECURE=false\n"  # plain http://localhost
         "PORT=8000\n"  # honcho's base port; web, the first process `make run` starts, gets it
     )
+    # The same for docker compose, as the secret files it mounts (git-ignored too): the
+    # containers reach the backing services by their service names.
+    (root / ".secrets").mkdir(mode=0o700)
+    for name, value in (
+        ("database-url", f"postgresql://postgres@postgres:5432/{PACKAGE}"),
+        ("redis-url", "redis://redis:6379/0"),
+        ("secret-key", secret_key),
+    ):
+        (root / ".secrets" / name).write_text(value + "\n")
     print(
         f"\nCreated {SLUG}/ with a local .env (fresh SECRET_KEY). Next:\n"
         f"  cd {SLUG}\n"

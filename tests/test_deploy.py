@@ -274,12 +274,24 @@ def test_compose_releases_first_then_runs_each_process_with_its_grace(project: P
     for name in PROCESS_TYPES:
         service = services[name]
         assert service["command"] == commands[name], name
-        assert service["env_file"] == ".env"
+        # Secrets as files (compose's `secrets:`), never in the environment.
         environment = service["environment"]
-        assert urlsplit(environment["DATABASE_URL"]).hostname == "postgres"
-        assert urlsplit(environment["REDIS_URL"]).hostname == "redis"
+        assert not {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} & set(environment), name
+        assert "env_file" not in service, name  # .env holds make run's secrets
+        assert set(service["secrets"]) == {"database_url", "redis_url", "secret_key"}, name
+        for secret in service["secrets"]:
+            assert environment[f"{secret.upper()}_FILE"] == f"/run/secrets/{secret}", name
         assert service["read_only"] is True
         assert service["restart"] in ("no", "always", "on-failure", "unless-stopped"), name
+    files = {
+        name: (project / secret["file"]).read_text().strip()
+        for name, secret in load(project / "docker-compose.yml")["secrets"].items()
+    }
+    assert urlsplit(files["database_url"]).hostname == "postgres"
+    assert urlsplit(files["redis_url"]).hostname == "redis"
+    env = dict(line.split("=", 1) for line in (project / ".env").read_text().splitlines())
+    assert files["secret_key"] == env["SECRET_KEY"]
+    assert ".secrets/" in (project / ".gitignore").read_text().splitlines()
     assert services["release"]["restart"] == "no"
     assert services["release"]["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("web", "worker", "clock"):
@@ -453,18 +465,37 @@ def test_objects_select_and_reference_what_exists(
     assert sorted(budgets) == [[f"{SLUG}-{p}"] for p in ("clock", "web", "worker")]
 
     configs = {generator["name"] for generator in kustomization["configMapGenerator"]}
-    secrets = {generator["name"] for generator in kustomization["secretGenerator"]}
+    (secret,) = kustomization["secretGenerator"]
+    # The secrets reach the processes as files (a projected volume), never as variables: each
+    # key is a file in the mount, named by the config map's NAME_FILE for it.
+    (config,) = kustomization["configMapGenerator"]
+    files = dict(literal.split("=", 1) for literal in config["literals"])
+    keys = {literal.split("=", 1)[0] for literal in secret["literals"]}
     for name, template in pod_specs(objects):
+        volumes = {volume["name"]: volume for volume in template["spec"]["volumes"]}
         for container in template["spec"]["containers"]:
             refs = container["envFrom"]
             assert {ref["configMapRef"]["name"] for ref in refs if "configMapRef" in ref} <= configs
-            assert {ref["secretRef"]["name"] for ref in refs if "secretRef" in ref} == secrets, name
+            assert not [ref for ref in refs if "secretRef" in ref], name
+            assert not [v for v in container.get("env", []) if "secretKeyRef" in str(v)], name
+            mounts = [
+                (mount["mountPath"], volumes[mount["name"]]["projected"]["sources"])
+                for mount in container["volumeMounts"]
+                if "projected" in volumes[mount["name"]]
+            ]
+            ((path, sources),) = mounts
+            assert [source["secret"]["name"] for source in sources] == [secret["name"]], name
+            for key in keys:
+                assert files[f"{key}_FILE"] == f"{path}/{key}", (name, key)
+    # No content hash in its name: a changed Secret reaches the running pods' files in place.
+    assert secret["options"]["disableNameSuffixHash"] is True
 
 
 def test_secret_holds_placeholders_that_the_app_refuses(kustomization: dict[str, Any]) -> None:
     (generator,) = kustomization["secretGenerator"]
     values = dict(literal.split("=", 1) for literal in generator["literals"])
-    assert set(values) == {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SMTP_URL"}
+    assert set(values) == {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "SMTP_URL"}
+    assert values.pop("SECRET_KEY_FALLBACKS") == ""  # none yet: the file exists, empty
     for name, value in values.items():
         assert "CHANGE" in value.upper(), f"{name} must be an obvious placeholder"
     assert len(values["SECRET_KEY"]) < 32, "a placeholder key must fail validation, not be used"

@@ -177,9 +177,11 @@ def postgres_user(*reached: Path) -> str | None:
     return "nobody"
 
 
-def start_postgres(data: Path, port: int, *, durable: bool) -> Server:
+def start_postgres(data: Path, port: int, *, durable: bool, password: str | None = None) -> Server:
     """PostgreSQL on 127.0.0.1:`port`, over TCP only, its data in `data` (made on first use).
-    Not `durable`: no fsync, for throwaway test servers."""
+    Not `durable`: no fsync, for throwaway test servers. With a `password` for the `postgres`
+    superuser, every login is checked (scram-sha-256) instead of trusted: for tests of
+    credentials, which a trusting server would let pass whatever they are."""
     bin_dir = binary(*POSTGRES_BIN)
     data.mkdir(parents=True, exist_ok=True)
     user = postgres_user(bin_dir, data.parent)
@@ -188,16 +190,29 @@ def start_postgres(data: Path, port: int, *, durable: bool) -> Server:
         if user:
             os.chown(data, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
         initdb: list[str | Path] = [bin_dir / "initdb", "-D", data, "-U", "postgres"]
-        initdb += ["--auth=trust", "--encoding=UTF8", "--no-locale"]
+        initdb += ["--encoding=UTF8", "--no-locale"]
         initdb += [] if durable else ["--no-sync"]
-        with log.open("ab") as out:
-            subprocess.run(initdb, stdout=out, stderr=out, check=True, **as_user(user))
+        if password is None:
+            initdb += ["--auth=trust"]
+        else:
+            pwfile = data.parent / "postgres.pw"
+            pwfile.write_text(password)
+            if user:
+                os.chown(pwfile, pwd.getpwnam(user).pw_uid, pwd.getpwnam(user).pw_gid)
+            initdb += ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+        try:
+            with log.open("ab") as out:
+                subprocess.run(initdb, stdout=out, stderr=out, check=True, **as_user(user))
+        finally:
+            if password is not None:
+                pwfile.unlink()
     argv: list[str | Path] = [bin_dir / "postgres", "-D", data, "-p", str(port)]
     argv += ["-h", "127.0.0.1", "-k", ""]  # TCP on 127.0.0.1, no unix socket
     if not durable:
         argv += ["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"]
     server = Server(argv, signal.SIGINT, log, user)  # SIGINT: PostgreSQL's fast, clean shutdown
-    url = f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    login = "postgres" if password is None else f"postgres:{password}"
+    url = f"postgresql://{login}@127.0.0.1:{port}/postgres"
 
     def ready() -> bool:
         try:
@@ -280,6 +295,19 @@ def read_env(path: Path) -> dict[str, str]:
     return env
 
 
+def setting(config: dict[str, str], variable: str, env_file: Path) -> str:
+    """The variable's value, or the content of the file its NAME_FILE names (as the processes
+    read it: see core/secret_files.py)."""
+    if variable in config:
+        return config[variable]
+    if path := config.get(f"{variable}_FILE"):
+        try:
+            return Path(path).read_text().rstrip("\r\n")
+        except OSError as error:
+            raise Failed(f"{variable}_FILE: cannot read {path} ({error.strerror})") from None
+    raise Failed(f"{variable} is not set (in {env_file})")
+
+
 def serve(url: str, data: Path, kind: str) -> Server | None:
     """The server at `url`: None if something answers there, else one started there."""
     if kind == "postgres":
@@ -328,16 +356,16 @@ def main(argv: Sequence[str]) -> int:
     config = {**os.environ, **read_env(args.env_file)}  # honcho's order: .env wins
     try:
         with contextlib.ExitStack() as started:
+            urls = {}
             for variable, kind in (("DATABASE_URL", "postgres"), ("REDIS_URL", "redis")):
-                if variable not in config:
-                    raise Failed(f"{variable} is not set (in {args.env_file})")
-                server = serve(config[variable], args.data.resolve() / kind, kind)
+                urls[variable] = url = setting(config, variable, args.env_file)
+                server = serve(url, args.data.resolve() / kind, kind)
                 if server:
                     started.enter_context(server)
             smtp_url = config.get("SMTP_URL", DEFAULT_SMTP_URL)
             if mail := serve(smtp_url, args.data.resolve() / "mail", "mail"):
                 started.enter_context(mail)
-            create_database(config["DATABASE_URL"])
+            create_database(urls["DATABASE_URL"])
             return run(args.command)
     except (Failed, psycopg.Error) as error:
         say(str(error))

@@ -4,10 +4,12 @@ import json
 import re
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from {{ cookiecutter.package }}.core.secret_files import secret_fields
 from {{ cookiecutter.package }}.core.settings import Settings
 
 from .conftest import PROCFILE, ROOT
@@ -128,3 +130,83 @@ def test_every_variable_is_documented() -> None:
         variable = field.upper()
         assert re.search(rf"^#? ?{variable}=", env_example, re.M), f"{variable}: .env.example"
         assert f"`{variable}`" in readme, f"{variable}: README.md"
+
+
+SECRET_FIELDS = {"database_url", "redis_url", "broker_url", "secret_key", "secret_key_fallbacks"}
+
+
+def test_every_secret_setting_can_come_from_a_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Every SecretStr field has its NAME_FILE, with nothing to declare: a secret added later
+    # (SMTP_URL once mail exists) gets one too.
+    assert set(secret_fields(Settings)) >= SECRET_FIELDS
+    old_key, older_key = "o" * 40, "p" * 40
+    contents = {
+        "DATABASE_URL": GOOD["DATABASE_URL"] + "\n",  # the trailing newline is not the value's
+        "REDIS_URL": GOOD["REDIS_URL"],
+        "BROKER_URL": "amqp://guest:broker-password-789@mq:5672//\r\n",
+        "SECRET_KEY": GOOD["SECRET_KEY"] + "\n",
+        "SECRET_KEY_FALLBACKS": f"{old_key}\n{older_key}\n",  # one a line, or comma-separated
+    }
+    for name, text in contents.items():
+        (tmp_path / name).write_text(text)
+        monkeypatch.setenv(f"{name}_FILE", str(tmp_path / name))
+    settings = Settings()
+    assert settings.database_url.get_secret_value().endswith("db-password-123@db.internal:5432/app")
+    assert settings.redis_url.get_secret_value() == GOOD["REDIS_URL"]
+    assert settings.celery_broker_url == "amqp://guest:broker-password-789@mq:5672//"
+    assert settings.secret_key.get_secret_value() == GOOD["SECRET_KEY"]
+    assert [k.get_secret_value() for k in settings.secret_key_fallbacks] == [old_key, older_key]
+    # Where each came from is kept: the processes read the URLs' credentials again from there.
+    assert settings.secret_file("database_url") == tmp_path / "DATABASE_URL"
+    assert settings.secret_file("redis_url") == tmp_path / "REDIS_URL"
+
+
+def test_a_variable_and_its_file_together_are_refused_naming_both(
+    base_env: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "key").write_text("f" * 40)
+    env = {**base_env, "SECRET_KEY_FILE": str(tmp_path / "key"), "PORT": "eighty"}
+    code, output, elapsed = run_process("web", env)
+    assert code == 78, output
+    assert elapsed < 3
+    assert "Traceback" not in output
+    event = json.loads(output)["event"]
+    assert "SECRET_KEY and SECRET_KEY_FILE are both set" in event
+    assert "PORT" in event  # reported with every other bad variable, not instead of them
+    assert "f" * 40 not in output
+    assert base_env["SECRET_KEY"] not in output
+
+
+@pytest.mark.parametrize("problem", ["missing", "a directory", "empty", "not a URL"])
+@pytest.mark.parametrize("variable", ["DATABASE_URL", "REDIS_URL", "SECRET_KEY"])
+def test_a_secret_file_that_cannot_be_used_is_named_never_its_content(
+    base_env: dict[str, str], tmp_path: Path, variable: str, problem: str
+) -> None:
+    path = tmp_path / "secret"
+    content = "s3cr3t-content-never-printed"
+    if problem == "a directory":
+        path.mkdir()
+    elif problem == "empty":
+        path.write_text("\n")
+    elif problem == "not a URL":
+        path.write_text(content + "\n")
+    env = {k: v for k, v in base_env.items() if k != variable}
+    code, output, elapsed = run_process("worker", {**env, f"{variable}_FILE": str(path)})
+    assert code == 78, output
+    assert elapsed < 3
+    assert "Traceback" not in output
+    [line] = output.strip().splitlines()
+    event = json.loads(line)["event"]
+    # A file that cannot be read is named by its variable; content that is no good, by the
+    # setting, as it would be from the environment.
+    expected = {
+        "missing": f"{variable}_FILE ({path}): file not found",
+        "a directory": f"{variable}_FILE ({path}): file not readable",
+        "empty": f"{variable}: must",
+        "not a URL": f"{variable}: must",
+    }[problem]
+    assert expected in event
+    assert "required" not in event  # the file was read: the variable is not missing
+    assert content not in output

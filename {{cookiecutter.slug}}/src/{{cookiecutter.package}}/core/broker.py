@@ -8,11 +8,33 @@ The settings below are what keep a job from being lost or silently dropped:
 - visibility timeout (Redis broker only): how long an unacknowledged message waits before another
   worker takes it; the hard time limit and retry delays are kept below it (see settings.py);
 - JSON only, so a message can be read by any version of the code and never unpickled.
+
+A Redis broker URL from a file (BROKER_URL_FILE, or REDIS_URL_FILE when it is the broker) has its
+password read again at each new broker connection; an AMQP one is read at start only.
 """
 
-from celery import Celery
+from typing import Any
 
+from celery import Celery
+from redis.credentials import CredentialProvider
+
+from .credentials import redis_credentials
+from .secret_files import file_variable
 from .settings import Settings
+
+
+def _broker_credentials(app: Celery, provider: CredentialProvider) -> None:
+    # Celery builds every broker connection (sending, consuming, the worker's event loop) with
+    # app.amqp.Connection and has no setting for kombu's credential_provider: give it one.
+    # kombu's clone() passes the provider on explicitly, so pooled copies keep it too.
+    base = app.amqp.Connection
+
+    class Connection(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs.setdefault("credential_provider", provider)
+            super().__init__(*args, **kwargs)
+
+    app.amqp.Connection = Connection
 
 
 def configure_celery(app: Celery, settings: Settings) -> Celery:
@@ -49,6 +71,12 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
+    field = "broker_url" if settings.broker_url is not None else "redis_url"
+    provider = redis_credentials(
+        settings.celery_broker_url, file_variable(field), settings.secret_file(field)
+    )
+    if provider is not None:
+        _broker_credentials(app, provider)
     return app
 
 

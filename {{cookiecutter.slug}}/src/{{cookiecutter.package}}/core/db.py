@@ -1,14 +1,19 @@
 """Factor IV, backing services: PostgreSQL is reached only through an engine built from config.
 
 Web uses the async engine; the worker, the clock and Alembic use the sync one. Both use psycopg 3,
-so one driver and one URL serve every process.
+so one driver and one URL serve every process. With DATABASE_URL_FILE, each new connection
+logs in with the user and password the file holds then (credentials.py): a rotated password
+needs no restart.
 """
 
 from typing import Any
 
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import NullPool
 
+from .credentials import database_credentials
+from .secret_files import file_variable
 from .settings import Settings
 
 
@@ -37,27 +42,42 @@ def _engine_options(
     }
 
 
+def _reread_credentials(engine: Engine, settings: Settings) -> None:
+    if (path := settings.secret_file("database_url")) is not None:
+        database_credentials(engine, file_variable("database_url"), path)
+
+
 def create_db_engine(settings: Settings) -> Engine:
-    return create_engine(settings.database_url.get_secret_value(), **_engine_options(settings))
+    engine = create_engine(settings.database_url.get_secret_value(), **_engine_options(settings))
+    _reread_credentials(engine, settings)
+    return engine
 
 
 def create_release_engine(settings: Settings) -> Engine:
     """For `release` alone: a migration may rewrite a big table, so it gets statement and lock
     timeouts of its own (RELEASE_*), not the request path's few seconds."""
-    return create_engine(
-        settings.database_url.get_secret_value(),
-        **_engine_options(
-            settings,
-            statement_seconds=settings.release_statement_timeout_seconds,
-            lock_seconds=settings.release_lock_timeout_seconds,
-        ),
+    options = _engine_options(
+        settings,
+        statement_seconds=settings.release_statement_timeout_seconds,
+        lock_seconds=settings.release_lock_timeout_seconds,
     )
+    engine = create_engine(settings.database_url.get_secret_value(), **options)
+    _reread_credentials(engine, settings)
+    return engine
 
 
-def create_async_db_engine(settings: Settings) -> AsyncEngine:
-    return create_async_engine(
-        settings.database_url.get_secret_value(), **_engine_options(settings)
-    )
+def create_async_db_engine(settings: Settings, *, pooled: bool = True) -> AsyncEngine:
+    """Not `pooled`: each connect() logs in anew, as /readyz's credential check needs."""
+    options = _engine_options(settings)
+    if not pooled:
+        options = {
+            "poolclass": NullPool,
+            "hide_parameters": True,
+            "connect_args": options["connect_args"],
+        }
+    engine = create_async_engine(settings.database_url.get_secret_value(), **options)
+    _reread_credentials(engine.sync_engine, settings)
+    return engine
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:

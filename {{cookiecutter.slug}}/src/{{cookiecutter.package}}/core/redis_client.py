@@ -1,14 +1,30 @@
 """Factor IV, backing services: Redis (sessions, rate limits, locks) is reached only through a
-client built from config, with its timeouts, so a hung Redis costs seconds, not a stuck process."""
+client built from config, with its timeouts, so a hung Redis costs seconds, not a stuck process.
+With REDIS_URL_FILE, each new connection authenticates with the password the file holds then."""
+
+from typing import Any
 
 from redis.asyncio import Redis
 
+from .credentials import redis_credentials, without_credentials
+from .secret_files import file_variable
 from .settings import Settings
 
 
+def redis_options(settings: Settings, field: str = "redis_url") -> tuple[str, dict[str, Any]]:
+    """The URL and client options for the Redis URL setting `field`, with the credential
+    provider that re-reads its file where it came from one (then the URL carries none)."""
+    url = str(getattr(settings, field).get_secret_value())
+    provider = redis_credentials(url, file_variable(field), settings.secret_file(field))
+    options: dict[str, Any] = {
+        "socket_timeout": settings.redis_timeout_seconds,
+        "socket_connect_timeout": settings.redis_timeout_seconds,
+    }
+    if provider is None:
+        return url, options
+    return without_credentials(url), {**options, "credential_provider": provider}
+
+
 def create_redis(settings: Settings) -> Redis:
-    return Redis.from_url(
-        settings.redis_url.get_secret_value(),
-        socket_timeout=settings.redis_timeout_seconds,
-        socket_connect_timeout=settings.redis_timeout_seconds,
-    )
+    url, options = redis_options(settings)
+    return Redis.from_url(url, **options)

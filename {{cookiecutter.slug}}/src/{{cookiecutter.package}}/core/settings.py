@@ -2,12 +2,15 @@
 and a process with bad config stops with a message naming each bad variable.
 
 Field names map to upper-case environment variables (`database_url` is `DATABASE_URL`).
-Secrets are `SecretStr`, so neither `repr()` nor an error message can print them.
+Secrets are `SecretStr`, so neither `repr()` nor an error message can print them. Each of them
+may instead come from a file, `NAME_FILE=/path` (see secret_files.py): a field typed `SecretStr`
+gets that variable with nothing more to write.
 """
 
 import ipaddress
 import json
 import os
+import re
 import sys
 from collections.abc import Mapping
 from email.utils import parseaddr
@@ -23,12 +26,19 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from .cpus import usable_cpus
 from .logging import utc_timestamp
+from .secret_files import SecretFiles, secret_fields, secret_file_paths
 from .telemetry import config_problems
 
 EX_CONFIG = 78  # sysexits.h: configuration error
@@ -80,9 +90,10 @@ def _long_enough(value: SecretStr) -> SecretStr:
 
 
 def _comma_separated(value: object) -> object:
-    # A list in one variable, the way platforms and shells can write it: "a,b,c".
+    # A list in one variable, the way platforms and shells can write it: "a,b,c"; from a file
+    # (NAME_FILE), one item a line works as well.
     if isinstance(value, str):
-        return [item.strip() for item in value.split(",") if item.strip()]
+        return [item.strip() for item in re.split(r"[,\n]", value) if item.strip()]
     return value
 
 
@@ -331,6 +342,39 @@ class Settings(BaseSettings):
         5, description="how often the flag file is checked: the bound on a change taking effect"
     )
     _env_flags: dict[str, bool] = PrivateAttr(default_factory=dict)
+    _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # NAME_FILE before NAME: where both are set, its "not both" answer is the one kept.
+        sources = (init_settings, SecretFiles(settings_cls), env_settings, dotenv_settings)
+        return (*sources, file_secret_settings)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _secret_file_problem(cls, value: object) -> object:
+        # SecretFiles hands over what went wrong with a NAME_FILE as the field's value, so that
+        # it is reported with every other bad variable, not instead of them.
+        if isinstance(value, SecretFiles.Problem):
+            raise ValueError(value.message)
+        return value
+
+    @model_validator(mode="after")
+    def _remember_secret_files(self) -> "Settings":
+        self._secret_files = secret_file_paths(type(self))
+        return self
+
+    def secret_file(self, field: str) -> Path | None:
+        """The file a secret setting was read from (`database_url`: DATABASE_URL_FILE), if any:
+        whoever opens connections reads it again each time, so it may change while we run."""
+        return self._secret_files.get(field)
 
     @model_validator(mode="after")
     def _read_env_flags(self) -> "Settings":
@@ -379,6 +423,10 @@ def _describe(error: dict[str, object]) -> str:
     loc = error.get("loc") or ()
     name = str(loc[0]).upper() if isinstance(loc, tuple) and loc else "settings"
     message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+    if message.startswith(f"{name}_FILE") or message.startswith(f"{name} and"):
+        return message  # about the NAME_FILE variable, which it names itself
+    if error.get("type") == "missing" and name.lower() in secret_fields(Settings):
+        return f"{name} (or {name}_FILE): {message}"
     return f"{name}: {message}"
 
 

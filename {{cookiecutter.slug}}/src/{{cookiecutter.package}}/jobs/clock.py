@@ -13,6 +13,7 @@ from celery.apps.beat import Beat
 
 from ..core.broker import create_celery
 from ..core.logging import configure_logging
+from ..core.redis_client import redis_options
 from ..core.settings import Settings, load_settings
 from ..core.telemetry import start_tracing, tracing_enabled
 from .worker import connect_logging
@@ -25,6 +26,8 @@ LOOPS_PER_LOCK_TIMEOUT = 5
 
 
 def configure_schedule(app: Celery, settings: Settings) -> None:
+    # With REDIS_URL_FILE, redbeat's client reads the password again at each new connection.
+    url, options = redis_options(settings)
     app.conf.update(
         beat_schedule={
             "heartbeat": {"task": "clock.heartbeat", "schedule": settings.heartbeat_seconds},
@@ -32,11 +35,8 @@ def configure_schedule(app: Celery, settings: Settings) -> None:
             "sweep-unenriched-notes": {"task": "notes.sweep", "schedule": 300.0},
             "sweep-outbox": {"task": "mail.sweep", "schedule": settings.outbox_sweep_seconds},
         },
-        redbeat_redis_url=settings.redis_url.get_secret_value(),
-        redbeat_redis_options={
-            "socket_timeout": settings.redis_timeout_seconds,
-            "socket_connect_timeout": settings.redis_timeout_seconds,
-        },
+        redbeat_redis_url=url,
+        redbeat_redis_options=options,
         # Its schedule and lock under this service's prefix: two services on one Redis each
         # keep their own clock running.
         redbeat_key_prefix=f"{settings.redis_key_prefix}:redbeat",

@@ -53,6 +53,7 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         engine = create_async_db_engine(settings)
         if tracing is not None:
             tracing.instrument_engine(engine.sync_engine)
+        login_check = create_async_db_engine(settings, pooled=False)  # /readyz: see health.py
         redis = create_redis(settings)
         celery = create_celery(settings)
         hasher = Hasher(settings)
@@ -60,6 +61,7 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         yield {
             "settings": settings,
             "engine": engine,
+            "login_check_engine": login_check,
             "sessionmaker": session_factory(engine),
             "redis": redis,
             "celery": celery,
@@ -78,7 +80,7 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         # uvicorn gives the lifespan shutdown no deadline of its own: bound it here.
         try:
             async with asyncio.timeout(settings.db_timeout_seconds):
-                await asyncio.gather(engine.dispose(), redis.aclose())
+                await asyncio.gather(engine.dispose(), login_check.dispose(), redis.aclose())
         except TimeoutError:
             log.warning("closing connections timed out")
         celery.close()

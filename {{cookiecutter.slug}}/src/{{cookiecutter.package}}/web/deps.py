@@ -32,6 +32,10 @@ async def _engine(request: Request) -> AsyncEngine:
     return request.state.engine  # type: ignore[no-any-return]
 
 
+async def _login_check_engine(request: Request) -> AsyncEngine:
+    return request.state.login_check_engine  # type: ignore[no-any-return]
+
+
 async def _redis(request: Request) -> Redis:
     return request.state.redis  # type: ignore[no-any-return]
 
@@ -79,6 +83,7 @@ async def _client_address(request: Request) -> str:
 
 DbSession = Annotated[AsyncSession, Depends(_db_session)]
 DbEngine = Annotated[AsyncEngine, Depends(_engine)]
+LoginCheckEngine = Annotated[AsyncEngine, Depends(_login_check_engine)]
 RedisClient = Annotated[Redis, Depends(_redis)]
 CeleryApp = Annotated[Celery, Depends(_celery)]
 AppSettings = Annotated[Settings, Depends(_settings)]

@@ -6,6 +6,13 @@ answers it every few seconds, and a constant needs none of what a FastAPI route 
 by the template's bench/), so it is a plain Starlette route, outside the API schema.
 `/readyz` asks PostgreSQL and Redis, each bounded by READINESS_TIMEOUT_SECONDS, and answers 503
 from the moment the process is told to stop (see server.py), so traffic drains before it exits.
+
+Each dependency is asked twice: over a pooled connection (what requests use), then over a new one,
+which logs in with the credentials of now. Credentials from files (DATABASE_URL_FILE,
+REDIS_URL_FILE) can change while the pool's connections, logged in long ago, still work: the new
+login is what shows a password that no longer works, or a file gone or garbled, before the pool
+next needs a connection. Its state then says why ("authentication failed", "REDIS_URL_FILE: file
+not found"), never the secret. A login every probe period is the whole cost: none per request.
 """
 
 import asyncio
@@ -13,11 +20,13 @@ from collections.abc import Coroutine
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from redis.exceptions import AuthenticationError
 from sqlalchemy import text
 from starlette.routing import Match, Route
 from starlette.types import Scope
 
-from .deps import AppSettings, DbEngine, RedisClient
+from ..core.secret_files import SecretFileError
+from .deps import AppSettings, DbEngine, LoginCheckEngine, RedisClient
 
 router = APIRouter(tags=["health"])
 
@@ -53,26 +62,57 @@ async def _state(check: Coroutine[object, object, object], seconds: float) -> st
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # retrieved: no warning
         return "timeout"
     if (exc := task.exception()) is not None:  # any failure means not ready; its class says which
-        return f"error: {type(exc).__name__}"
+        return f"error: {_why(exc)}"
     return "ok"
 
 
-async def _ping_postgres(engine: DbEngine) -> None:
+# PostgreSQL's invalid_password and invalid_authorization_specification.
+_AUTH_SQLSTATES = {"28P01", "28000"}
+
+
+def _why(exc: BaseException) -> str:
+    """What went wrong, in words safe to show: never a message that could quote a secret."""
+    cause = getattr(exc, "orig", None) or exc  # SQLAlchemy wraps the driver's error
+    if isinstance(cause, SecretFileError):
+        return f"{cause.variable}: {cause.reason}"
+    # libpq refuses a login before any session exists, so psycopg has no SQLSTATE for it: its
+    # message, which names the user but never the password, is what says so.
+    refused = getattr(cause, "sqlstate", None) in _AUTH_SQLSTATES or (
+        "password authentication failed" in str(cause)
+    )
+    if refused or isinstance(cause, AuthenticationError):
+        return "authentication failed"
+    return type(exc).__name__
+
+
+async def _ping_postgres(engine: DbEngine, login_check: LoginCheckEngine) -> None:
     async with engine.connect() as conn:
         await conn.execute(text("SELECT 1"))
+    async with login_check.connect():  # a new connection (no pool): a new login
+        pass
 
 
 async def _ping_redis(redis: RedisClient) -> None:
     await redis.ping()
+    pool = redis.connection_pool
+    connection = pool.connection_class(**pool.connection_kwargs)  # not the pool's: a new login
+    try:
+        await connection.connect()  # type: ignore[no-untyped-call]
+    finally:
+        await connection.disconnect()
 
 
 @router.get("/readyz")
 async def readyz(
-    request: Request, engine: DbEngine, redis: RedisClient, settings: AppSettings
+    request: Request,
+    engine: DbEngine,
+    login_check: LoginCheckEngine,
+    redis: RedisClient,
+    settings: AppSettings,
 ) -> JSONResponse:
     timeout = settings.readiness_timeout_seconds
     postgres, redis_state = await asyncio.gather(
-        _state(_ping_postgres(engine), timeout), _state(_ping_redis(redis), timeout)
+        _state(_ping_postgres(engine, login_check), timeout), _state(_ping_redis(redis), timeout)
     )
     checks = {"postgres": postgres, "redis": redis_state}
     draining = request.app.state.draining
