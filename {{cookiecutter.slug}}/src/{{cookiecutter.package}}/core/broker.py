@@ -7,11 +7,13 @@ The settings below are what keep a job from being lost or silently dropped:
 - prefetch of 1: a worker holds one unacknowledged message per pool process, no more;
 - visibility timeout (Redis broker only): how long an unacknowledged message waits before another
   worker takes it; the hard time limit and retry delays are kept below it (see settings.py);
-- JSON only, so a message can be read by any version of the code and never unpickled.
+- JSON only, so a message can be read by any version of the code and never unpickled;
+- every message stamped with the time it was sent, for `jobs queues` (core/dead_letters.py).
 """
 
 from celery import Celery
 
+from .dead_letters import stamp_every_publish
 from .settings import Settings
 
 
@@ -46,6 +48,7 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
+    stamp_every_publish()
     return app
 
 

@@ -6,7 +6,7 @@ so one driver and one URL serve every process.
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, NullPool, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 
 from .settings import Settings
@@ -33,6 +33,16 @@ def _engine_options(settings: Settings) -> dict[str, Any]:
 
 def create_db_engine(settings: Settings) -> Engine:
     return create_engine(settings.database_url.get_secret_value(), **_engine_options(settings))
+
+
+def create_unpooled_db_engine(settings: Settings) -> Engine:
+    """An engine that keeps no connection between uses: for a process that forks after using it
+    (the worker's main process, whose pool children must not share its connections) or that
+    uses it a few times and exits (admin processes)."""
+    options = _engine_options(settings)
+    for pool_option in ("pool_size", "max_overflow", "pool_timeout", "pool_pre_ping"):
+        del options[pool_option]
+    return create_engine(settings.database_url.get_secret_value(), poolclass=NullPool, **options)
 
 
 def create_async_db_engine(settings: Settings) -> AsyncEngine:

@@ -18,6 +18,7 @@ from celery import Task, shared_task
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from ..core.dead_letters import record
 from ..core.flags import EVALUATED, NOTE_SUMMARY
 from ..core.models import DeadLetter, Heartbeat, Note
 from .worker import WorkerApp
@@ -54,16 +55,24 @@ class ReliableTask(Task):  # type: ignore[misc]
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         log.error("task failed for good", error=repr(exc), args=args)
         self.app.metrics.dead_lettered.labels(self.name).inc()
-        record = {
-            "task_id": task_id,
-            "task_name": self.name,
-            "args": list(args),
-            "kwargs": dict(kwargs),
-            "error": repr(exc),
-            "request_id": getattr(self.request, "request_id", None),
-        }
-        with self.app.engine.begin() as conn:
-            conn.execute(insert(DeadLetter).values(record).on_conflict_do_nothing())
+        # A redriven task carries the id of the dead letter it came from (admin/jobs.py): failing
+        # again, it gets a row of its own that points there, and the first row stays as it was.
+        redriven_from = getattr(self.request, "redriven_from", None)
+        traceparent = getattr(self.request, "traceparent", None)
+        record(
+            self.app.engine,
+            {
+                "task_id": task_id,
+                "task_name": self.name,
+                "args": list(args),
+                "kwargs": dict(kwargs),
+                "error": repr(exc),
+                "request_id": getattr(self.request, "request_id", None),
+                "attempts": self.request.retries + 1,
+                "redriven_from": redriven_from if isinstance(redriven_from, int) else None,
+                "trace_parent": traceparent if isinstance(traceparent, str) else None,
+            },
+        )
 
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s")

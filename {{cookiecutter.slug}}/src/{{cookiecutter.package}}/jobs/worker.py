@@ -19,7 +19,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from ..core.broker import configure_celery
-from ..core.db import create_db_engine
+from ..core.db import create_db_engine, create_unpooled_db_engine
+from ..core.dead_letters import waiting_by_task
 from ..core.flags import EVALUATED, Flags, create_flags
 from ..core.logging import configure_logging
 from ..core.metrics import TaskMetrics, scrape_registry
@@ -68,6 +69,12 @@ class WorkerApp(Celery):  # type: ignore[misc]
         return engine
 
     @cached_property
+    def keeper_engine(self) -> Engine:
+        # The main process's own: it keeps unrunnable messages (jobs/unrunnable.py) and counts
+        # dead letters at each scrape. Unpooled, so no connection of it is open at a fork.
+        return create_unpooled_db_engine(self.settings)
+
+    @cached_property
     def flags(self) -> Flags:
         # Also made in each child, where its flag file watcher thread must run: a thread
         # started before the fork would not exist in the children.
@@ -78,6 +85,8 @@ def create_worker_app(settings: Settings) -> WorkerApp:
     app = WorkerApp(settings, main="{{ cookiecutter.package }}", set_as_current=False)
     configure_celery(app, settings)
     app.conf.include = ["{{ cookiecutter.package }}.jobs.tasks"]
+    # Keeps the messages Celery's own consumer would drop: see jobs/unrunnable.py.
+    app.conf.worker_consumer = "{{ cookiecutter.package }}.jobs.unrunnable:KeepingConsumer"
     return app
 
 
@@ -142,6 +151,29 @@ class QueueDepth(Collector):
         yield GaugeMetricFamily("celery_queue_depth", "Messages waiting in the queue", waiting)
 
 
+class DeadLetters(Collector):
+    """Dead letters not redriven yet, by task, counted in PostgreSQL at each scrape: a gauge an
+    alert can fire on (any non-zero), which falls back to zero once they are redriven."""
+
+    def __init__(self, app: WorkerApp) -> None:
+        self.app = app
+
+    def collect(self) -> Any:
+        try:
+            waiting = waiting_by_task(self.app.keeper_engine)
+        except Exception as exc:  # database unreachable: no sample, and the scrape still works
+            log.warning("dead letter count unavailable", error=type(exc).__name__)
+            return
+        gauge = GaugeMetricFamily(
+            "celery_dead_letters", "Dead letters waiting for a redrive", labels=["task"]
+        )
+        # Every task this worker runs has a sample, zero included: an alert sees it from the start.
+        known = {name for name in self.app.tasks if not name.startswith("celery.")}
+        for name in sorted(known | set(waiting)):
+            gauge.add_metric([name], waiting.get(name, 0))
+        yield gauge
+
+
 def connect_metrics(app: WorkerApp) -> None:
     """Count, time and classify every task the pool runs."""
     started: dict[str, float] = {}
@@ -195,6 +227,7 @@ def serve_metrics(app: WorkerApp) -> int:
     """
     registry = scrape_registry(app.registry)
     registry.register(QueueDepth(app))
+    registry.register(DeadLetters(app))
     first = app.settings.worker_metrics_port
     ports = range(first, min(first + app.settings.worker_metrics_ports, 65536))
     for port in ports:
