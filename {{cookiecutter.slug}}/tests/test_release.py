@@ -20,7 +20,7 @@ def test_release_applies_migrations_and_is_idempotent(
         row[0] for row in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     }
     assert {"notes", "heartbeats", "dead_letters", "users", "alembic_version"} <= tables
-    assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0003",)]
+    assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [("0004",)]
     assert "Running upgrade" not in output  # nothing left to apply
 
 

@@ -309,7 +309,7 @@ def dead_redrive(engine: Engine, settings: Settings, args: argparse.Namespace) -
                     EX_UNAVAILABLE,
                 )
     finally:
-        connection.release()  # type: ignore[no-untyped-call]
+        connection.release()
         if tracing is not None:
             tracing.shutdown()
 
