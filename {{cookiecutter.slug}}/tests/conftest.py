@@ -271,6 +271,16 @@ def broker(request: pytest.FixtureRequest, redis_url: str) -> str:
     return AMQP_URL
 
 
+@pytest.fixture
+def queue_env(migrated: dict[str, str], broker: str) -> Iterator[dict[str, str]]:
+    """The environment on `broker`, with a queue of the test's own: its depth is the test's."""
+    queue = f"test-{secrets.token_hex(4)}"
+    yield {**migrated, "BROKER_URL": broker, "TASK_QUEUE": queue}
+    if broker.startswith("amqp"):
+        with Celery(broker=broker).connection_for_write() as conn, contextlib.suppress(Exception):
+            conn.default_channel.queue_delete(queue)
+
+
 @pytest.fixture(scope="session")
 def base_env(database_url: str, redis_url: str, secret_key: str, task_queue: str) -> dict[str, str]:
     """A clean environment: only what a platform would set, nothing from the developer's shell."""

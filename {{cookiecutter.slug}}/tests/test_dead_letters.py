@@ -6,13 +6,11 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import psycopg
-import pytest
-from celery import Celery
 
 from .conftest import AMQP_URL, Process, free_port, wait_until
 from .test_admin import one_line_error
@@ -42,16 +40,6 @@ def results(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
     assert result.returncode == 0, result.stdout + result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     return [line for line in lines if "event" not in line]
-
-
-@pytest.fixture
-def queue_env(migrated: dict[str, str], broker: str) -> Iterator[dict[str, str]]:
-    """The environment on `broker`, with a queue of this test's own (its depth is the test's)."""
-    queue = f"test-{secrets.token_hex(4)}"
-    yield {**migrated, "BROKER_URL": broker, "TASK_QUEUE": queue}
-    if broker.startswith("amqp"):
-        with Celery(broker=broker).connection_for_write() as conn:
-            conn.default_channel.queue_delete(queue)
 
 
 def dead_letter(db: psycopg.Connection[Any], task: str = "notes.enrich", **values: Any) -> int:
@@ -84,7 +72,7 @@ def queue_depth(env: dict[str, str]) -> int:
 def gauge(worker: Process, task: str) -> str | None:
     metrics = httpx.get(f"http://127.0.0.1:{worker.env['WORKER_METRICS_PORT']}/metrics").text
     prefix = 'celery_dead_letters{task="%s"} ' % task  # noqa: UP031 - braces would be Jinja's
-    return next((line[len(prefix) :] for line in metrics.splitlines() if line.startswith(prefix)))
+    return next((ln[len(prefix) :] for ln in metrics.splitlines() if ln.startswith(prefix)), None)
 
 
 def test_a_task_failed_for_good_is_listed_redriven_once_fixed_and_succeeds(
@@ -100,7 +88,8 @@ def test_a_task_failed_for_good_is_listed_redriven_once_fixed_and_succeeds(
         worker: Process = start("worker", **env, **FAILS_FAST)
         (letter_id,) = wait_until(
             lambda: db.execute(
-                "SELECT id FROM dead_letters WHERE task_name = 'notes.enrich' AND args::jsonb = %s::jsonb",
+                "SELECT id FROM dead_letters"
+                " WHERE task_name = 'notes.enrich' AND args::jsonb = %s::jsonb",
                 [f"[{note_id}]"],
             ).fetchone(),
             timeout=30,
@@ -114,7 +103,8 @@ def test_a_task_failed_for_good_is_listed_redriven_once_fixed_and_succeeds(
     assert line["args"] == str(note_id)
     assert "while locking tuple" in line["error"]
     assert (line["attempts"], line["request_id"]) == (2, "req-redrive-0001")
-    assert line["failed_at"] and line["redriven_at"] is None
+    assert line["failed_at"]
+    assert line["redriven_at"] is None
 
     # The fix is in (the lock is gone); the redrive sends it again.
     (redriven,) = results(jobs(env, "dead", "redrive", str(letter_id)))
@@ -132,7 +122,8 @@ def test_a_task_failed_for_good_is_listed_redriven_once_fixed_and_succeeds(
     assert row == (True, new_task_id)
     assert wait_until(lambda: gauge(worker, "notes.enrich") == "0.0", timeout=5)
     (line,) = [r for r in results(jobs(env, "dead", "list")) if r["id"] == letter_id]
-    assert line["redriven_at"] and line["redriven_task_id"] == new_task_id
+    assert line["redriven_at"]
+    assert line["redriven_task_id"] == new_task_id
     assert letter_id not in [r["id"] for r in results(jobs(env, "dead", "list", "--waiting"))]
 
     # Run again, it sends nothing: the row was redriven once.
@@ -153,7 +144,8 @@ def test_a_redriven_task_failing_again_gets_a_row_pointing_at_its_origin(
 
         def letters() -> list[tuple[Any, ...]]:
             return db.execute(
-                "SELECT id, redriven_from, task_id FROM dead_letters WHERE args::jsonb = %s::jsonb ORDER BY id",
+                "SELECT id, redriven_from, task_id FROM dead_letters"
+                " WHERE args::jsonb = %s::jsonb ORDER BY id",
                 [f"[{note_id}]"],
             ).fetchall()
 
@@ -185,9 +177,7 @@ def test_two_redrives_of_one_row_at_once_send_it_once(
     with psycopg.connect(env["DATABASE_URL"]) as holder:
         holder.execute("SELECT 1 FROM dead_letters WHERE id = %s FOR UPDATE", [letter_id])
         terminals = [
-            subprocess.Popen(
-                [*command, str(letter_id)], env=env, stdout=subprocess.PIPE, text=True
-            )
+            subprocess.Popen([*command, str(letter_id)], env=env, stdout=subprocess.PIPE, text=True)
             for _ in range(2)
         ]
         wait_until(
@@ -237,9 +227,9 @@ def test_redrive_all_of_a_task_and_purge(
     assert all(line["redriven"] for line in redriven)
     assert queue_depth(env) == 3
     assert results(jobs(env, "dead", "redrive", "--all", "--task", task)) == []
-    assert db.execute(
-        "SELECT redriven_at FROM dead_letters WHERE id = %s", [other]
-    ).fetchone() == (None,)
+    assert db.execute("SELECT redriven_at FROM dead_letters WHERE id = %s", [other]).fetchone() == (
+        None,
+    )
 
     (purged,) = results(jobs(env, "dead", "purge", "--older-than", "30d"))
     assert purged["purged"] >= 1
