@@ -18,7 +18,6 @@ at once, send it once; a send the broker refuses leaves the row as it was, to re
 """
 
 import argparse
-import base64
 import re
 import sys
 import time
@@ -37,7 +36,7 @@ from sqlalchemy import Engine, delete, func, select, update
 
 from ..core.broker import create_celery
 from ..core.db import create_unpooled_db_engine
-from ..core.dead_letters import SENT_AT
+from ..core.dead_letters import SENT_AT, send_again
 from ..core.logging import configure_logging
 from ..core.models import DeadLetter
 from ..core.settings import Settings, fail, load_settings
@@ -172,43 +171,6 @@ def dead_purge(engine: Engine, older_than: timedelta) -> None:
     emit({"purged": purged, "failed_before": cutoff.isoformat()})
 
 
-def _send(celery: Celery, producer: Any, row: Any, task_id: str, settings: Settings) -> None:
-    """Publish a dead letter again under `task_id`; returns once the broker has taken it."""
-    retry_policy = celery.conf.task_publish_retry_policy
-    if row.message is None:
-        celery.send_task(
-            row.task_name,
-            args=row.args,
-            kwargs=row.kwargs,
-            task_id=task_id,
-            headers={"request_id": row.request_id, "redriven_from": row.id},
-            producer=producer,
-            retry=True,
-            retry_policy=retry_policy,
-        )
-        return
-    # A message no worker could run: sent again byte for byte, with a new id and its origin.
-    raw = row.message
-    headers = dict(raw["headers"])
-    if "id" in headers:
-        headers["id"] = task_id
-    headers.update({"redriven_from": row.id, SENT_AT: time.time()})
-    queue = celery.amqp.queues[settings.task_queue]
-    producer.publish(
-        base64.b64decode(raw["body"]),
-        exchange=queue.exchange,
-        routing_key=queue.routing_key,
-        declare=[queue],
-        # Unlabelled bytes are sent as opaque data, never serialised again.
-        content_type=raw["content_type"] or "application/data",
-        content_encoding=raw["content_encoding"] or "binary",
-        headers=headers,
-        correlation_id=task_id,
-        retry=True,
-        retry_policy=retry_policy,
-    )
-
-
 @contextmanager
 def _redrive_span(tracing: Any, row: Any) -> Iterator[None]:
     """With tracing on: a new trace for the redrive, linked to the trace the task failed in."""
@@ -262,7 +224,7 @@ def _redrive_one(
                 "redriven_task_id": done.redriven_task_id,
             }
         with _redrive_span(tracing, row):
-            _send(celery, producer, row, task_id, settings)  # raises: the row stays unmarked
+            send_again(celery, producer, row, task_id, settings.task_queue)  # raises: row unmarked
     return {
         "id": letter_id,
         "task": row.task_name,

@@ -9,13 +9,16 @@ the worker's machinery: the admin process and web stay free of it.
 import base64
 import json
 import time
+from datetime import datetime
 from typing import Any
 
-from celery import signals
-from sqlalchemy import Engine, func, select
+from celery import Celery, signals
+from sqlalchemy import Engine, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from .models import DeadLetter
+
+DeadLetterRow = Any  # a row of dead_letters' columns (a Core row: attribute access)
 
 # A message's task name when it has none that can be read (no headers, an undecodable body).
 UNREADABLE = "(unreadable message)"
@@ -104,3 +107,76 @@ def waiting_by_task(engine: Engine) -> dict[str, int]:
     )
     with engine.connect() as conn:
         return {name: count for name, count in conn.execute(query).tuples()}
+
+
+def send_again(
+    celery: Celery, producer: Any, letter: DeadLetterRow, task_id: str, queue: str
+) -> None:
+    """Publish a dead letter again under `task_id`; returns once the broker has taken it.
+
+    A task that failed goes with its original arguments and request id; a message no worker
+    could run goes byte for byte as it came. Either way it carries the id of its row, so that
+    failing again makes a row pointing here, and running to the end marks this one.
+    """
+    retry_policy = celery.conf.task_publish_retry_policy
+    if letter.message is None:
+        celery.send_task(
+            letter.task_name,
+            args=letter.args,
+            kwargs=letter.kwargs,
+            task_id=task_id,
+            queue=queue,
+            headers={"request_id": letter.request_id, "redriven_from": letter.id},
+            producer=producer,
+            retry=True,
+            retry_policy=retry_policy,
+        )
+        return
+    raw = letter.message
+    headers = dict(raw["headers"])
+    if "id" in headers:
+        headers["id"] = task_id
+    headers.update({"redriven_from": letter.id, SENT_AT: time.time()})
+    declared = celery.amqp.queues[queue]
+    producer.publish(
+        base64.b64decode(raw["body"]),
+        exchange=declared.exchange,
+        routing_key=declared.routing_key,
+        declare=[declared],
+        # Unlabelled bytes are sent as opaque data, never serialised again.
+        content_type=raw["content_type"] or "application/data",
+        content_encoding=raw["content_encoding"] or "binary",
+        headers=headers,
+        correlation_id=task_id,
+        retry=True,
+        retry_policy=retry_policy,
+    )
+
+
+def mark_succeeded(engine: Engine, letter_id: int) -> None:
+    """The task redriven from this dead letter ran to the end."""
+    with engine.begin() as conn:
+        conn.execute(
+            update(DeadLetter)
+            .where(DeadLetter.id == letter_id, DeadLetter.redrive_succeeded_at.is_(None))
+            .values(redrive_succeeded_at=func.now())
+        )
+
+
+def unfinished_redrives(before: datetime, limit: int) -> Any:
+    """Dead letters redriven before `before` whose task neither ran to the end nor failed again
+    (no row points at them): its message was lost (a Redis worker killed between taking it and
+    recording it), or it is still waiting out its retries. Locked, so two sweeps send it once."""
+    again = DeadLetter.__table__.alias("again")
+    failed_again = exists().where(again.c.redriven_from == DeadLetter.id)
+    return (
+        select(*DeadLetter.__table__.c)
+        .where(
+            DeadLetter.redriven_at < before,
+            DeadLetter.redrive_succeeded_at.is_(None),
+            ~failed_again,
+        )
+        .order_by(DeadLetter.id)
+        .limit(limit)
+        .with_for_update(of=DeadLetter, skip_locked=True)
+    )

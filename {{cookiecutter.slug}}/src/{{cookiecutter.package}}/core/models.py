@@ -76,9 +76,11 @@ class DeadLetter(Base):
         DateTime(timezone=True), server_default=func.now(), index=True
     )
     attempts: Mapped[int | None] = mapped_column(Integer)  # NULL: never ran (see `message`)
-    # Set once, in the transaction that sends the task again; never cleared.
+    # Set in the transaction that sends the task again; never cleared.
     redriven_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     redriven_task_id: Mapped[str | None] = mapped_column(String(64))
+    # The redriven task ran to the end; until then the clock's sweep may send it again.
+    redrive_succeeded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The dead letter this task was redriven from, when it failed for good again.
     redriven_from: Mapped[int | None] = mapped_column(
         ForeignKey("dead_letters.id", ondelete="SET NULL")

@@ -30,6 +30,7 @@ def configure_schedule(app: Celery, settings: Settings) -> None:
             "heartbeat": {"task": "clock.heartbeat", "schedule": settings.heartbeat_seconds},
             "prune": {"task": "clock.prune", "schedule": 3600.0},
             "sweep-unenriched-notes": {"task": "notes.sweep", "schedule": 300.0},
+            "sweep-redrives": {"task": "dead_letters.sweep", "schedule": 300.0},
         },
         redbeat_redis_url=settings.redis_url.get_secret_value(),
         redbeat_redis_options={

@@ -15,10 +15,10 @@ import redis.exceptions
 import sqlalchemy.exc
 import structlog
 from celery import Task, shared_task
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from ..core.dead_letters import record
+from ..core.dead_letters import record, send_again, unfinished_redrives
 from ..core.flags import EVALUATED, NOTE_SUMMARY
 from ..core.models import DeadLetter, Heartbeat, Note
 from .worker import WorkerApp
@@ -149,3 +149,25 @@ def sweep_unenriched(self: ReliableTask) -> None:
         enrich_note.apply_async(args=[note_id], headers={"request_id": self.request.id})
     if ids:
         log.info("re-enqueued unenriched notes", count=len(ids))
+
+
+@shared_task(bind=True, base=ReliableTask, name="dead_letters.sweep")
+def sweep_redrives(self: ReliableTask) -> None:
+    """Send again each redrive whose task, a visibility timeout later, has neither run to the end
+    nor failed again: on Redis a worker killed between taking a message and recording it loses
+    it (see README, "Nothing enqueued is lost"). Sent under the same task id, so a copy that was
+    only slow, not lost, makes no second dead letter; the task is idempotent like any other."""
+    settings = self.app.settings
+    waited = timedelta(seconds=settings.broker_visibility_timeout_seconds)
+    with self.app.engine.begin() as conn:
+        letters = conn.execute(unfinished_redrives(datetime.now(UTC) - waited, 100)).all()
+        with self.app.producer_or_acquire() as producer:
+            for letter in letters:
+                send_again(self.app, producer, letter, letter.redriven_task_id, settings.task_queue)
+        conn.execute(
+            update(DeadLetter)
+            .where(DeadLetter.id.in_([letter.id for letter in letters]))
+            .values(redriven_at=func.now())
+        )
+    if letters:
+        log.warning("redrives sent again", dead_letter_ids=[letter.id for letter in letters])

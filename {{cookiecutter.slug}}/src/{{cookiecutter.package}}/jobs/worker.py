@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 
 from ..core.broker import configure_celery
 from ..core.db import create_db_engine, create_unpooled_db_engine
-from ..core.dead_letters import waiting_by_task
+from ..core.dead_letters import mark_succeeded, waiting_by_task
 from ..core.flags import EVALUATED, Flags, create_flags
 from ..core.logging import configure_logging
 from ..core.metrics import TaskMetrics, scrape_registry
@@ -194,6 +194,18 @@ def connect_metrics(app: WorkerApp) -> None:
     signals.task_retry.connect(retried, weak=False)
 
 
+def connect_redrive_outcomes(app: WorkerApp) -> None:
+    """A redriven task that runs to the end marks the dead letter it came from (its failure
+    makes a new row instead: jobs/tasks.py). Any task, this release's or a newer one's."""
+
+    def succeeded(sender: Any, **_: Any) -> None:
+        origin = getattr(sender.request, "redriven_from", None)
+        if isinstance(origin, int):
+            mark_succeeded(app.engine, origin)
+
+    signals.task_success.connect(succeeded, weak=False)
+
+
 def connect_tracing(app: WorkerApp) -> None:
     """Each pool child sets up its own tracing once forked, and flushes it whenever it exits.
 
@@ -250,6 +262,7 @@ def main() -> None:
     connect_logging(settings)
     app = create_worker_app(settings)
     connect_metrics(app)
+    connect_redrive_outcomes(app)
     connect_tracing(app)
     serve_metrics(app)
     # SIGTERM is Celery's warm shutdown: running tasks finish, then the process exits 0.

@@ -4,8 +4,11 @@ Expand only: nullable columns and an index, so the previous release (which inser
 without them) keeps working against this schema while both run during a deploy.
 
 - `attempts`: how many times the task ran before it was dead-lettered.
-- `redriven_at`, `redriven_task_id`: set once, by `jobs dead redrive`, in the transaction that
-  sends the task again; the row is kept as the audit trail.
+- `redriven_at`, `redriven_task_id`: set by `jobs dead redrive`, in the transaction that sends
+  the task again; the row is kept as the audit trail.
+- `redrive_succeeded_at`: the redriven task ran to the end. Until then (or a new dead letter
+  pointing here), the clock's sweep sends it again: a message a Redis worker lost when it was
+  killed is not the end of it.
 - `redriven_from`: the dead letter a redriven task came from, when it fails for good again.
 - `message`: the raw message (body, headers, content type) of one no worker could run (a task
   name it does not have, a body it cannot decode), so that a redrive sends it again as it came.
@@ -36,6 +39,10 @@ def upgrade() -> None:
     op.add_column("dead_letters", sa.Column("redriven_task_id", sa.String(64), nullable=True))
     op.add_column(
         "dead_letters",
+        sa.Column("redrive_succeeded_at", sa.DateTime(timezone=True), nullable=True),
+    )
+    op.add_column(
+        "dead_letters",
         sa.Column(
             "redriven_from",
             sa.Integer(),
@@ -60,6 +67,7 @@ def downgrade() -> None:
         "trace_parent",
         "message",
         "redriven_from",
+        "redrive_succeeded_at",
         "redriven_task_id",
         "redriven_at",
         "attempts",
