@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from celery import Celery
 
 from .conftest import AMQP_URL, Process, free_port, wait_until
 from .test_admin import one_line_error
@@ -276,3 +277,38 @@ def test_queues_shows_depth_and_the_oldest_message_age(
     wait_until(lambda: all(enriched(db, note_id) for note_id in ids), timeout=30)
     (line,) = [q for q in results(jobs(env, "queues")) if q["queue"] == env["TASK_QUEUE"]]
     assert (line["depth"], line["oldest_age_seconds"]) == (0, None)
+
+
+def test_a_redrive_whose_message_is_lost_is_sent_again_by_the_sweep(
+    start: Callable[..., Any], queue_env: dict[str, str], db: psycopg.Connection[Any]
+) -> None:
+    # The Redis window: a worker killed after popping the message and before recording it as
+    # unacknowledged leaves it nowhere. Emptying the queue after the redrive loses it the same way.
+    env = {
+        **queue_env,
+        "BROKER_VISIBILITY_TIMEOUT_SECONDS": "5",
+        "TASK_TIME_LIMIT_SECONDS": "4",
+        "TASK_RETRY_BACKOFF_MAX_SECONDS": "3",
+    }
+    row = db.execute("INSERT INTO notes (title, body) VALUES ('t', 'a b') RETURNING id").fetchone()
+    assert row is not None
+    note_id = row[0]
+    letter_id = dead_letter(db, args=f"[{note_id}]")
+    (redriven,) = results(jobs(env, "dead", "redrive", str(letter_id)))
+    client = Celery(broker=env["BROKER_URL"])
+    with client.connection_for_write() as conn:
+        assert conn.default_channel.queue_purge(env["TASK_QUEUE"]) == 1
+    start("worker", **env)
+    time.sleep(5.5)  # the visibility timeout: a redrive this old has surely been lost or run
+    client.send_task("dead_letters.sweep", queue=env["TASK_QUEUE"])
+    wait_until(lambda: enriched(db, note_id), timeout=20)
+    outcome = wait_until(
+        lambda: db.execute(
+            "SELECT redriven_task_id, redrive_succeeded_at FROM dead_letters"
+            " WHERE id = %s AND redrive_succeeded_at IS NOT NULL",
+            [letter_id],
+        ).fetchone(),
+        timeout=10,
+    )
+    assert outcome[0] == redriven["redriven_task_id"]  # the same task, sent again
+    client.close()
