@@ -476,6 +476,7 @@ class Span:
     kind: str  # SERVER, CLIENT, PRODUCER, CONSUMER, INTERNAL
     attributes: dict[str, Any]
     resource: dict[str, Any]
+    links: tuple[str, ...] = ()  # the trace id of each span it links to
 
     @property
     def instance(self) -> str:
@@ -541,6 +542,7 @@ class Collector:
                             kind=self.KINDS.get(span.kind, str(span.kind)),
                             attributes=_values(span.attributes),
                             resource=resource,
+                            links=tuple(link.trace_id.hex() for link in span.links),
                         )
                     )
 

@@ -3,7 +3,13 @@ run more than once (after a worker is killed, or in rare races even twice at the
 
 Transient errors (a database or Redis hiccup, a lock held too long) are retried with
 exponential backoff and full jitter; a task that fails for good leaves a row in `dead_letters`
-and an error log line, so no failure is silent.
+and an error log line, so no failure is silent, and `jobs dead redrive` can send it again.
+
+Across releases (README, "Jobs across releases"): a task accepts every shape of arguments the
+previous release sends (a new parameter comes with a default; tests/test_task_shapes.py), and a
+new task ships one release before anything sends it. Each kind of work has a sweep on the
+clock, so that a message a Redis worker loses when killed is sent again (README, "Nothing
+enqueued is lost").
 """
 
 import random
