@@ -4,8 +4,8 @@ sweeps bring every one back.
     PROJECT/.venv/bin/python bench/worker_kills.py PROJECT [--broker redis|amqp] [--kills 20]
 
 PROJECT is a rendered, installed project (`make install`). For each round: N notes are stored
-and their `notes.enrich` tasks queued, a `worker` (Procfile command) starts, and after a random
-0.3 to 1.5 s the whole process group is killed with SIGKILL. After the last round one worker
+and their `notes.enrich` tasks queued, a `worker` (Procfile command) starts, and once it has
+enriched a first note, a random 0.1 to 1 s later, its whole process group is killed (SIGKILL). After the last round one worker
 runs until nothing changes for the visibility timeout (Redis hands unacknowledged messages
 back after it; RabbitMQ at once): the notes still not enriched then are what the broker lost.
 Then the clock's `notes.sweep` is sent once, and the notes still not enriched after it are what
@@ -105,7 +105,12 @@ def main() -> None:
                     stderr=subprocess.DEVNULL,
                     start_new_session=True,
                 )
-                time.sleep(2.0 + random.uniform(0.3, 1.5))  # noqa: S311 - start-up, then work
+                # Killed mid-stream: once it has enriched something, a random while later.
+                waiting = unenriched(db, ids)
+                deadline = time.monotonic() + 30
+                while unenriched(db, ids) == waiting and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                time.sleep(random.uniform(0.1, 1.0))  # noqa: S311 - not cryptographic
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait()
             pending = unenriched(db, ids)
