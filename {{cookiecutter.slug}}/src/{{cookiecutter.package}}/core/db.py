@@ -35,16 +35,6 @@ def create_db_engine(settings: Settings) -> Engine:
     return create_engine(settings.database_url.get_secret_value(), **_engine_options(settings))
 
 
-def create_unpooled_db_engine(settings: Settings) -> Engine:
-    """An engine that keeps no connection between uses: for a process that forks after using it
-    (the worker's main process, whose pool children must not share its connections) or that
-    uses it a few times and exits (admin processes)."""
-    options = _engine_options(settings)
-    for pool_option in ("pool_size", "max_overflow", "pool_timeout", "pool_pre_ping"):
-        del options[pool_option]
-    return create_engine(settings.database_url.get_secret_value(), poolclass=NullPool, **options)
-
-
 def create_async_db_engine(settings: Settings) -> AsyncEngine:
     return create_async_engine(
         settings.database_url.get_secret_value(), **_engine_options(settings)
@@ -53,3 +43,13 @@ def create_async_db_engine(settings: Settings) -> AsyncEngine:
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def create_unpooled_db_engine(settings: Settings) -> Engine:
+    """An engine that keeps no connection between uses: for a process that forks after using it
+    (the worker's main process, whose pool children must not share its connections) or that
+    uses it a few times and exits (admin processes)."""
+    options = _engine_options(settings)
+    for pool_option in ("pool_size", "max_overflow", "pool_timeout", "pool_pre_ping"):
+        del options[pool_option]
+    return create_engine(settings.database_url.get_secret_value(), poolclass=NullPool, **options)
