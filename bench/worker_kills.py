@@ -5,9 +5,10 @@ sweeps bring every one back.
 
 PROJECT is a rendered, installed project (`make install`). For each round: N notes are stored
 and their `notes.enrich` tasks queued, a `worker` (Procfile command) starts, and once it has
-enriched a first note, a random 0.1 to 1 s later, its whole process group is killed (SIGKILL). After the last round one worker
-runs until nothing changes for the visibility timeout (Redis hands unacknowledged messages
-back after it; RabbitMQ at once): the notes still not enriched then are what the broker lost.
+enriched a first note, a random 0.1 to 1 s later, its whole process group is killed (SIGKILL).
+After the last round one worker runs until nothing changes for 2.5 visibility timeouts (Redis
+hands unacknowledged messages back after one; RabbitMQ at once): the notes still not enriched
+then are what the broker lost.
 Then the clock's `notes.sweep` is sent once, and the notes still not enriched after it are what
 is lost for good (the answer must be 0). Needs PostgreSQL and Redis (and RabbitMQ for amqp) on
 127.0.0.1, as the generated tests do; it makes and drops its own database and queue.
@@ -115,8 +116,12 @@ def main() -> None:
                 worker.wait()
             pending = unenriched(db, ids)
             worker = subprocess.Popen(
-                command, env=env, cwd=args.project, start_new_session=True,
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                command,
+                env=env,
+                cwd=args.project,
+                start_new_session=True,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
             last, still = -1, time.monotonic()
             while time.monotonic() - still < 2.5 * VISIBILITY:
