@@ -4,6 +4,7 @@ and `jobs dead redrive` sends it once a worker that can run it is there. Redis a
 
 import base64
 import json
+import secrets
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -105,21 +106,30 @@ def test_a_message_that_cannot_be_decoded_is_kept_as_it_came(
     garbage = b"\xff\xfe{not: json"
     name = env["TASK_QUEUE"]
     queue = Queue(name, Exchange(name), routing_key=name)  # type: ignore[no-untyped-call]
+    # Bytes with no task headers at all, and a task this worker has whose body is garbage.
+    known = {"task": "notes.enrich", "id": secrets.token_hex(16), "lang": "py", "retries": 0}
     with Celery(broker=env["BROKER_URL"]).connection_for_write() as conn:
-        conn.Producer().publish(
-            garbage,
-            exchange=queue.exchange,
-            routing_key=queue.routing_key,
-            declare=[queue],
-            content_type="application/json",
-            content_encoding="utf-8",
-        )
+        for headers in ({}, known):
+            conn.Producer().publish(
+                garbage,
+                exchange=queue.exchange,
+                routing_key=queue.routing_key,
+                declare=[queue],
+                content_type="application/json",
+                content_encoding="utf-8",
+                headers=headers,
+            )
     ((letter_id, _, error, _, message, _),) = wait_until(
         lambda: kept(db, UNREADABLE, after), timeout=20
     )
     assert base64.b64decode(message["body"]) == garbage
     assert message["content_type"] == "application/json"
     assert "Decode" in error or "JSON" in error
+    ((_, task_id, _, _, body_kept, _),) = wait_until(
+        lambda: kept(db, "notes.enrich", after), timeout=20
+    )
+    assert task_id == known["id"]
+    assert base64.b64decode(body_kept["body"]) == garbage
     assert queue_depth(env) == 0
     assert worker.popen.poll() is None
 
