@@ -4,10 +4,6 @@ web, print JSON lines, take passwords only from stdin or the environment, and fa
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from .conftest import PASSWORD, Web, error, new_email
 
@@ -77,26 +73,3 @@ def test_disabling_a_user_ends_their_sessions_and_refuses_logins(
     login = web.new_client().post("/api/v1/session", json={"email": email, "password": PASSWORD})
     assert login.status_code == 401
     assert error(login) == "wrong email or password"  # the same answer as any failure
-
-
-def test_a_login_checking_its_password_while_the_user_is_disabled_gets_no_session(
-    start: Callable[..., Any], migrated: dict[str, str]
-) -> None:
-    # A costly hash keeps the login inside its password check while `users disable` runs.
-    slow = {"PASSWORD_HASH_TIME_COST": "300"}
-    web: Web = start("web", **slow)
-    email = new_email()
-    assert users({**migrated, **slow}, "create", email, stdin=PASSWORD).returncode == 0
-    web.wait_ready()
-    client = web.new_client()
-    credentials = {"email": email, "password": PASSWORD}
-    with ThreadPoolExecutor(1) as pool:
-        login = pool.submit(client.post, "/api/v1/session", json=credentials, timeout=60)
-        time.sleep(0.5)  # the login has read the user, still active, and is hashing
-        disabled = users(migrated, "disable", email)
-        assert disabled.returncode == 0, disabled.stderr
-        assert not login.done(), "the login ended before the disable: make its hash slower"
-        answer = login.result()
-    assert answer.status_code == 401
-    assert error(answer) == "wrong email or password"
-    assert client.get("/api/v1/session").status_code == 401

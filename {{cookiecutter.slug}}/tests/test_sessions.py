@@ -32,7 +32,8 @@ def whoami(web: Web, cookie: str) -> httpx.Response:
 
 
 def record_key(cookie: str) -> str:
-    return f"session:{cookie.split('.')[0]}"
+    # REDIS_KEY_PREFIX's default: the package name.
+    return f"{{ cookiecutter.package }}:session:{cookie.split('.')[0]}"
 
 
 def test_session_made_on_one_web_is_read_by_another(start: Callable[..., Any]) -> None:

@@ -87,6 +87,8 @@ def test_missing_config_names_every_variable(kind: str, base_env: dict[str, str]
         ("LOG_LEVEL", "LOUD"),
         ("FLAG_SIGN_UP", "sometimes"),
         ("FLAGS_RELOAD_SECONDS", "0"),
+        ("FORWARDED_ALLOW_IPS", "*"),  # would let a client write its own address
+        ("REDIS_KEY_PREFIX", "two words"),
     ],
 )
 def test_malformed_config_is_named_without_echoing_secrets(

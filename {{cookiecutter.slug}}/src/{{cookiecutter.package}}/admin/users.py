@@ -15,16 +15,22 @@ import sys
 from typing import NoReturn
 
 import orjson
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..core.accounts import EmailTaken, by_email, create_user, normalise_email
+from ..core.accounts import (
+    EmailTaken,
+    by_email,
+    change_credentials,
+    create_user,
+    normalise_email,
+)
 from ..core.db import create_async_db_engine, session_factory
 from ..core.logging import configure_logging
 from ..core.models import User
 from ..core.passwords import Hasher, broken_rule
 from ..core.redis_client import create_redis
-from ..core.sessions import SessionStore
+from ..core.sessions import create_session_store
 from ..core.settings import Settings, fail, load_settings
 
 EX_DATAERR = 65  # sysexits.h: the input was wrong
@@ -87,19 +93,17 @@ async def disable(db: AsyncSession, settings: Settings, email: str) -> None:
     user = (await db.scalars(by_email(email))).one_or_none()
     if user is None:
         fail(f"users disable: no account with the email {email}", EX_DATAERR)
-    # Refused at the next login first, then every live session ends at once.
-    await db.execute(update(User).where(User.id == user.id).values(is_active=False))
-    await db.commit()
-    await db.refresh(user)
     redis = create_redis(settings)
     try:
-        keys = [settings.secret_key.get_secret_value()]
-        store = SessionStore(
-            redis, keys, settings.session_ttl_seconds, settings.session_max_age_seconds
+        store = create_session_store(settings, redis)
+        # Refused at the next login, and every live session ended, as one change.
+        ended = await change_credentials(
+            db, user.id, lambda: store.end_all(user.id), is_active=False
         )
-        print_user(user, sessions_ended=await store.end_all(user.id))
     finally:
         await redis.aclose()
+    await db.refresh(user)
+    print_user(user, sessions_ended=ended)
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> None:

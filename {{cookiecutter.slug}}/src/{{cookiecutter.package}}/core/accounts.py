@@ -1,9 +1,20 @@
-"""Accounts: the queries and changes that web and the `users` admin process both make."""
+"""Accounts: the queries and changes that web and the `users` admin process both make.
 
-from datetime import UTC, datetime
+A login checks a password for seconds at worst (queued behind other hashes), so it reads what it
+needs first, holds no database connection while it hashes, and looks at the account again once
+its session exists. A change of credentials (password, disable) ends the user's sessions before
+its own commit, while it holds the row's lock; the login's second look waits for that lock. So
+a login that checked the old password ends up either ended by the change or refused by its own
+second look, never with a live session; and if ending the sessions fails, the change does not
+happen either.
+"""
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import Select, func, select, update
+from sqlalchemy import ColumnElement, Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,14 +34,68 @@ def normalise_email(email: str) -> str:
         raise ValueError(str(exc)) from None
 
 
-def by_email(email: str) -> Select[User]:
+def _email_is(email: str) -> ColumnElement[bool]:
     # lower() on both sides, as the unique index does: one account per address, any case.
-    return select(User).where(func.lower(User.email) == func.lower(email.strip()))
+    return func.lower(User.email) == func.lower(email.strip())
 
 
-async def still_active(db: AsyncSession, user_id: int) -> bool:
-    """Read now, not from what the session loaded: a disable may have committed since."""
-    return bool(await db.scalar(select(User.is_active).where(User.id == user_id)))
+def by_email(email: str) -> Select[User]:
+    return select(User).where(_email_is(email))
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What a login needs of an account, read before its password check."""
+
+    user_id: int
+    email: str
+    is_admin: bool
+    is_active: bool
+    password_hash: str
+    password_changed_at: datetime
+
+
+async def credentials(db: AsyncSession, email: str) -> Credentials | None:
+    """The account's credentials; the connection goes back to the pool before the caller hashes."""
+    columns = (User.id, User.email, User.is_admin, User.is_active, User.password_hash)
+    query = select(*columns, User.password_changed_at).where(_email_is(email))
+    row = (await db.execute(query)).one_or_none()
+    await db.close()
+    return Credentials(*row) if row else None
+
+
+async def unchanged(db: AsyncSession, seen: Credentials) -> bool:
+    """Whether the account is still active with the password that was checked. FOR SHARE waits
+    for a change in progress (change_credentials holds the row) and then sees it."""
+    query = select(User.is_active, User.password_changed_at).where(User.id == seen.user_id)
+    row = (await db.execute(query.with_for_update(read=True))).one_or_none()
+    await db.commit()
+    return row is not None and row.is_active and row.password_changed_at == seen.password_changed_at
+
+
+async def store_rehash(db: AsyncSession, seen: Credentials, new_hash: str) -> None:
+    """Store a hash made with the current parameters, unless the password changed meanwhile."""
+    await db.execute(
+        update(User)
+        .where(User.id == seen.user_id, User.password_hash == seen.password_hash)
+        .values(password_hash=new_hash)
+    )
+    await db.commit()
+
+
+async def change_credentials(
+    db: AsyncSession, user_id: int, end_sessions: Callable[[], Awaitable[int]], **values: object
+) -> int:
+    """Apply `values` to the account and end its sessions, as one change (see the docstring
+    above); how many sessions ended."""
+    await db.execute(update(User).where(User.id == user_id).values(**values))  # locks the row
+    try:
+        ended = await end_sessions()
+    except BaseException:
+        await db.rollback()
+        raise
+    await db.commit()
+    return ended
 
 
 async def create_user(
@@ -48,10 +113,9 @@ async def create_user(
     return user
 
 
-async def set_password(db: AsyncSession, user: User, password_hash: str) -> None:
-    await db.execute(
-        update(User)
-        .where(User.id == user.id)
-        .values(password_hash=password_hash, password_changed_at=datetime.now(UTC))
+async def set_password(
+    db: AsyncSession, user_id: int, password_hash: str, end_sessions: Callable[[], Awaitable[int]]
+) -> int:
+    return await change_credentials(
+        db, user_id, end_sessions, password_hash=password_hash, password_changed_at=func.now()
     )
-    await db.commit()

@@ -32,6 +32,9 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
             "unacked_restore_throttle": 1,
             "socket_timeout": timeout,
             "socket_connect_timeout": timeout,
+            # Redis broker: kombu's own keys (bindings, the unacknowledged set) under this
+            # service's prefix, so services sharing one Redis never restore each other's tasks.
+            "global_keyprefix": f"{settings.redis_key_prefix}:",
         },
         # Publishing from a request gives up quickly; the clock's sweep catches what is missed.
         task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},

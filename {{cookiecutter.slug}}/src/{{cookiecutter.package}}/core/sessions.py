@@ -4,7 +4,7 @@ The cookie carries only a random 256-bit id and its HMAC signature. An id is acc
 the signature matches (the current SECRET_KEY or one of SECRET_KEY_FALLBACKS) and Redis holds a
 record for it, so a client cannot choose its own id, and a new id is issued at every login.
 
-Redis keys:
+Redis keys (each starts with REDIS_KEY_PREFIX, so services can share one Redis):
 - `session:<id>`: the session as JSON. It expires after SESSION_TTL_SECONDS without use, and at
   the latest when its absolute lifetime (`expires_at`) ends.
 - `user-sessions:<user id>`: a hash from each session's public handle to its id, so listing or
@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 import orjson
 from redis.asyncio import Redis
 
-_SESSION = "session:{}"
-_USER_SESSIONS = "user-sessions:{}"
+from .settings import Settings
+
 LAST_USED_GRANULARITY = 60  # seconds: `last_used_at` is rewritten at most once a minute
 
 # One round trip per authenticated request: read the session, end it if past its absolute
@@ -81,17 +81,25 @@ class SessionStore:
     def __init__(
         self,
         redis: Redis,
+        key_prefix: str,
         secret_keys: Sequence[str],
         idle_seconds: int,
         max_age_seconds: int,
     ) -> None:
         self._redis = redis
+        self._prefix = key_prefix
         self._signing_key = secret_keys[0].encode()
         # Newest first: a cookie signed by the current key is checked with one HMAC.
         self._keys = [key.encode() for key in secret_keys]
         self._idle = idle_seconds
         self.max_age = max_age_seconds
         self._touch = redis.register_script(_TOUCH)
+
+    def _session_key(self, session_id: str) -> str:
+        return f"{self._prefix}:session:{session_id}"
+
+    def _index_key(self, user_id: int) -> str:
+        return f"{self._prefix}:user-sessions:{user_id}"
 
     @staticmethod
     def _mac(key: bytes, session_id: str) -> str:
@@ -118,7 +126,7 @@ class SessionStore:
         if session_id is None:
             return None
         raw = await self._touch(
-            keys=[_SESSION.format(session_id)],
+            keys=[self._session_key(session_id)],
             args=[time.time(), self._idle, LAST_USED_GRANULARITY],
         )
         return _parse(raw) if raw else None
@@ -139,9 +147,9 @@ class SessionStore:
             last_used_at=now,
             user_agent=user_agent[:200],
         )
-        index = _USER_SESSIONS.format(user_id)
+        index = self._index_key(user_id)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(_SESSION.format(session_id), orjson.dumps(asdict(session)), ex=self._idle)
+            pipe.set(self._session_key(session_id), orjson.dumps(asdict(session)), ex=self._idle)
             pipe.hset(index, session.handle, session_id)
             pipe.expire(index, self.max_age)  # outlives every session it lists
             await pipe.execute()
@@ -151,7 +159,7 @@ class SessionStore:
 
     async def _session_ids(self, user_id: int) -> dict[str, str]:
         """Handle to session id, for each session the user's index still lists."""
-        index = await self._redis.hgetall(_USER_SESSIONS.format(user_id))
+        index = await self._redis.hgetall(self._index_key(user_id))
         return {_text(handle): _text(session_id) for handle, session_id in index.items()}
 
     async def of_user(self, user_id: int) -> list[Session]:
@@ -159,22 +167,22 @@ class SessionStore:
         session_ids = await self._session_ids(user_id)
         if not session_ids:
             return []
-        records = await self._redis.mget([_SESSION.format(sid) for sid in session_ids.values()])
+        records = await self._redis.mget([self._session_key(sid) for sid in session_ids.values()])
         now = time.time()
         parsed = [_parse(raw) for raw in records if raw is not None]
         live = [session for session in parsed if session and session.expires_at > now]
         if dead := session_ids.keys() - {session.handle for session in live}:
-            await self._redis.hdel(_USER_SESSIONS.format(user_id), *dead)
+            await self._redis.hdel(self._index_key(user_id), *dead)
         return sorted(live, key=lambda session: session.created_at)
 
     async def end(self, user_id: int, handle: str) -> bool:
         """End one of the user's sessions; False if it has none with that handle."""
-        index = _USER_SESSIONS.format(user_id)
+        index = self._index_key(user_id)
         session_id = await self._redis.hget(index, handle)
         if session_id is None:
             return False
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(_SESSION.format(_text(session_id)))
+            pipe.delete(self._session_key(_text(session_id)))
             pipe.hdel(index, handle)
             await pipe.execute()
         return True
@@ -185,7 +193,18 @@ class SessionStore:
         doomed = {handle: sid for handle, sid in session_ids.items() if handle != keep}
         if doomed:
             async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.delete(*(_SESSION.format(sid) for sid in doomed.values()))
-                pipe.hdel(_USER_SESSIONS.format(user_id), *doomed)
+                pipe.delete(*(self._session_key(sid) for sid in doomed.values()))
+                pipe.hdel(self._index_key(user_id), *doomed)
                 await pipe.execute()
         return len(doomed)
+
+
+def create_session_store(settings: Settings, redis: Redis) -> SessionStore:
+    keys = [settings.secret_key, *settings.secret_key_fallbacks]
+    return SessionStore(
+        redis,
+        settings.redis_key_prefix,
+        [key.get_secret_value() for key in keys],
+        settings.session_ttl_seconds,
+        settings.session_max_age_seconds,
+    )

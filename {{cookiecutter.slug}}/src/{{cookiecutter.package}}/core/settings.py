@@ -5,6 +5,7 @@ Field names map to upper-case environment variables (`database_url` is `DATABASE
 Secrets are `SecretStr`, so neither `repr()` nor an error message can print them.
 """
 
+import ipaddress
 import json
 import os
 import sys
@@ -25,6 +26,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .cpus import usable_cpus
 from .logging import utc_timestamp
 from .telemetry import config_problems
 
@@ -89,6 +91,20 @@ def _origin(value: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _proxies(value: str) -> str:
+    # uvicorn would take "*" to mean "trust every peer" and then read the client address from
+    # the left end of X-Forwarded-For, which the client writes: any address it likes.
+    for item in (part.strip() for part in value.split(",")):
+        try:
+            ipaddress.ip_network(item, strict=False)
+        except ValueError:
+            raise ValueError(
+                "must be the addresses or networks of your proxies, comma-separated "
+                "(e.g. 10.0.0.0/8); '*' would let clients choose their own address"
+            ) from None
+    return value
+
+
 SecretKey = Annotated[SecretStr, AfterValidator(_long_enough)]
 SecretKeys = Annotated[tuple[SecretKey, ...], NoDecode, BeforeValidator(_comma_separated)]
 Origin = Annotated[str, AfterValidator(_origin)]
@@ -133,8 +149,19 @@ class Settings(BaseSettings):
     rate_limit: Annotated[str, AfterValidator(_rate_limit)] = Field(
         "60/minute", description="per client address and per session, on the write endpoints"
     )
-    forwarded_allow_ips: str = Field(
-        "127.0.0.1", description="proxies trusted for X-Forwarded-For (the client address)"
+    forwarded_allow_ips: Annotated[str, AfterValidator(_proxies)] = Field(
+        "127.0.0.1",
+        description="addresses or networks of the proxies in front: X-Forwarded-For is read "
+        "from the right past them, so the client address is the one the last of them saw",
+    )
+    rate_limit_ipv6_prefix: int = Field(
+        64, ge=32, le=128, description="an IPv6 client is limited as its whole network this long"
+    )
+    redis_key_prefix: str = Field(
+        "{{ cookiecutter.package }}",
+        min_length=1,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="starts every Redis key this service writes: services can share one Redis",
     )
 
     # Sessions (factor VI: the process keeps no state; Redis does).
@@ -160,9 +187,10 @@ class Settings(BaseSettings):
     password_hash_time_cost: int = Field(2, ge=2, description="argon2id t (OWASP minimum)")
     password_hash_parallelism: int = Field(1, ge=1, le=16, description="argon2id p")
     password_hash_concurrency: int = Field(
-        default_factory=lambda: os.cpu_count() or 1,
+        default_factory=usable_cpus,
         ge=1,
-        description="hashes at once per web process (each holds its memory); default: cores",
+        description="hashes at once per web process (each holds its memory); default: the CPUs "
+        "the process may really use (a container's CPU limit, not the host's cores)",
     )
     login_failures_per_account: Annotated[str, AfterValidator(_rate_limit)] = Field(
         "5/5 minutes", description="failed logins per account, then 429 until the window ends"

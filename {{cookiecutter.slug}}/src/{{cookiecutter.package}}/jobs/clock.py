@@ -37,6 +37,9 @@ def configure_schedule(app: Celery, settings: Settings) -> None:
             "socket_timeout": settings.redis_timeout_seconds,
             "socket_connect_timeout": settings.redis_timeout_seconds,
         },
+        # Its schedule and lock under this service's prefix: two services on one Redis each
+        # keep their own clock running.
+        redbeat_key_prefix=f"{settings.redis_key_prefix}:redbeat",
         redbeat_lock_timeout=settings.clock_lock_timeout_seconds,
         beat_max_loop_interval=settings.clock_lock_timeout_seconds / LOOPS_PER_LOCK_TIMEOUT,
     )

@@ -21,7 +21,7 @@ from ..core.logging import AccessLog
 from ..core.metrics import HttpMetrics, metrics_endpoint
 from ..core.passwords import Hasher
 from ..core.redis_client import create_redis
-from ..core.sessions import SessionStore
+from ..core.sessions import create_session_store
 from ..core.settings import Settings
 from . import api, health
 from .body_limit import BodyLimitMiddleware
@@ -50,8 +50,6 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         celery = create_celery(settings)
         hasher = Hasher(settings)
         flags = create_flags(settings, registry)
-        secret_keys = [settings.secret_key, *settings.secret_key_fallbacks]
-        max_age = settings.session_max_age_seconds
         yield {
             "settings": settings,
             "engine": engine,
@@ -62,13 +60,10 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
             "login_throttle": create_login_throttle(settings, redis),
             "hasher": hasher,
             "flags": flags,
-            "cookie": SessionCookie(settings.session_cookie_secure, max_age),
-            "session_store": SessionStore(
-                redis,
-                [key.get_secret_value() for key in secret_keys],
-                settings.session_ttl_seconds,
-                max_age,
+            "cookie": SessionCookie(
+                settings.session_cookie_secure, settings.session_max_age_seconds
             ),
+            "session_store": create_session_store(settings, redis),
         }
         hasher.close()
         flags.close()

@@ -89,8 +89,9 @@ async def create_note(
 ) -> NoteOut:
     row = Note(owner_id=session.user_id, title=note.title, body=note.body)
     db.add(row)
-    await db.commit()
-    await db.refresh(row)
+    await db.flush()
+    await db.refresh(row)  # its server-made columns, in the same transaction
+    await db.commit()  # the connection goes back to the pool before the broker call below
     try:
         await run_in_threadpool(enqueue_enrichment, celery, row.id, request_id)
     except Exception as exc:  # the note is stored; the clock's sweep enqueues it later

@@ -2,6 +2,7 @@
 
 A wrong password and an unknown email get the same 401 after the same work (a password is
 verified either way), so neither the answer nor its timing tells which emails have accounts.
+How a login stays correct beside a password change or a disable: core/accounts.py.
 """
 
 from datetime import UTC, datetime
@@ -9,7 +10,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...core.accounts import by_email, still_active
+from ...core.accounts import credentials, store_rehash, unchanged
 from ...core.sessions import Session
 from ..deps import ClientAddress, Cookie, CurrentSession, DbSession, Passwords, Sessions, Throttle
 from ..ratelimit import rate_limited
@@ -58,28 +59,27 @@ async def log_in(
     cookie: Cookie,
     address: ClientAddress,
 ) -> SessionOut:
-    await throttle.check(login.email, address)  # before hashing: refused guesses cost nothing
-    user = (await db.scalars(by_email(login.email))).one_or_none()
-    matches, new_hash = await hasher.verify(user.password_hash if user else None, login.password)
-    if user is None or not matches or not user.is_active:
-        await throttle.failed(login.email, address)
+    await throttle.attempt(login.email, address)  # counted before hashing: 429 past the limit
+    account = await credentials(db, login.email)
+    matches, new_hash = await hasher.verify(
+        account.password_hash if account else None, login.password
+    )
+    if account is None or not matches or not account.is_active:
         raise HTTPException(401, "wrong email or password")
     if new_hash is not None:  # hashed with older parameters: store it with the current ones
-        user.password_hash = new_hash
-        await db.commit()
-    await throttle.succeeded(login.email)
+        await store_rehash(db, account, new_hash)
     session, value = await store.start(
-        user.id,
-        user.email,
-        user.is_admin,
+        account.user_id,
+        account.email,
+        account.is_admin,
         user_agent=request.headers.get("user-agent", ""),
         old_cookie=cookie.read(request),
     )
-    # `users disable` refuses logins, then ends every session of the user. A login whose
-    # password was being checked meanwhile starts its session after that: look again now.
-    if not await still_active(db, user.id):
-        await store.end(user.id, session.handle)
+    # A password change or a disable may have happened while the password was being checked.
+    if not await unchanged(db, account):
+        await store.end(account.user_id, session.handle)
         raise HTTPException(401, "wrong email or password")
+    await throttle.succeeded(login.email, address)
     cookie.set(response, value)
     return SessionOut.of(session)
 

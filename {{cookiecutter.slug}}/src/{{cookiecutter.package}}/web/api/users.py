@@ -7,7 +7,7 @@ from fastapi import APIRouter, HTTPException
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from ...core.accounts import EmailTaken, by_email, create_user, normalise_email, set_password
+from ...core.accounts import EmailTaken, create_user, credentials, normalise_email, set_password
 from ...core.flags import SIGN_UP
 from ...core.passwords import broken_rule
 from ..deps import (
@@ -90,12 +90,17 @@ async def change_password(
     address: ClientAddress,
 ) -> None:
     # Asking for the current password again means a stolen session alone cannot take the account.
-    await throttle.check(session.email, address)
-    user = (await db.scalars(by_email(session.email))).one()
-    matches, _ = await hasher.verify(user.password_hash, body.current_password)
-    if not matches:
-        await throttle.failed(session.email, address)
+    await throttle.attempt(session.email, address)
+    account = await credentials(db, session.email)
+    stored = account.password_hash if account else None
+    matches, _ = await hasher.verify(stored, body.current_password)
+    if account is None or not matches:
         raise HTTPException(403, "current password is wrong")
+    await throttle.succeeded(session.email, address)
     _check_rules(body.new_password, settings, "new_password")
-    await set_password(db, user, await hasher.hash(body.new_password))
-    await store.end_all(session.user_id, keep=session.handle)
+    new_hash = await hasher.hash(body.new_password)  # before the change takes the row's lock
+
+    async def end_other_sessions() -> int:
+        return await store.end_all(session.user_id, keep=session.handle)
+
+    await set_password(db, session.user_id, new_hash, end_other_sessions)
