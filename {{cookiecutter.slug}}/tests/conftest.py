@@ -271,6 +271,17 @@ def broker(request: pytest.FixtureRequest, redis_url: str) -> str:
     return AMQP_URL
 
 
+def broker_client(env: dict[str, str]) -> Celery:
+    """A client of the broker set up as the service's own processes are, from their environment
+    (its queue, and on Redis its key prefix): what it sends, their worker receives."""
+    from {{ cookiecutter.package }}.core.broker import create_celery
+    from {{ cookiecutter.package }}.core.settings import Settings
+
+    fields = {name.lower(): value for name, value in env.items()}
+    known = {name: value for name, value in fields.items() if name in Settings.model_fields}
+    return create_celery(Settings.model_validate(known))
+
+
 @pytest.fixture
 def queue_env(migrated: dict[str, str], broker: str) -> Iterator[dict[str, str]]:
     """The environment on `broker`, with a queue of the test's own: its depth is the test's."""

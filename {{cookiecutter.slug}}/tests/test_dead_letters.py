@@ -11,9 +11,8 @@ from typing import Any
 
 import httpx
 import psycopg
-from celery import Celery
 
-from .conftest import AMQP_URL, Process, free_port, wait_until
+from .conftest import AMQP_URL, Process, broker_client, free_port, wait_until
 from .test_admin import one_line_error
 from .test_worker import enriched, post_note
 
@@ -304,7 +303,7 @@ def test_a_redrive_whose_message_is_lost_is_sent_again_by_the_sweep(
     note_id = row[0]
     letter_id = dead_letter(db, args=f"[{note_id}]")
     (redriven,) = results(jobs(env, "dead", "redrive", str(letter_id)))
-    client = Celery(broker=env["BROKER_URL"])
+    client = broker_client(env)
     with client.connection_for_write() as conn:
         assert conn.default_channel.queue_purge(env["TASK_QUEUE"]) == 1
     start("worker", **env)

@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from celery import Celery
 from kombu.entity import Exchange, Queue
 
-from .conftest import Process, wait_until
+from .conftest import Process, broker_client, wait_until
 from .test_dead_letters import jobs, queue_depth, results
 
 UNREADABLE = "(unreadable message)"  # the task name of a message that has none to read
@@ -59,7 +58,7 @@ def test_a_newer_releases_task_is_kept_and_runs_once_redriven_to_a_newer_worker(
     old: Process = start("worker", **env)
     old.wait_for_log("ready")
     # A newer web sends it while this release's worker runs (mid-deploy).
-    sender = Celery(broker=env["BROKER_URL"])
+    sender = broker_client(env)
     sender.send_task(
         "notes.archive",
         args=[7],
@@ -108,7 +107,7 @@ def test_a_message_that_cannot_be_decoded_is_kept_as_it_came(
     queue = Queue(name, Exchange(name), routing_key=name)  # type: ignore[no-untyped-call]
     # Bytes with no task headers at all, and a task this worker has whose body is garbage.
     known = {"task": "notes.enrich", "id": secrets.token_hex(16), "lang": "py", "retries": 0}
-    with Celery(broker=env["BROKER_URL"]).connection_for_write() as conn:
+    with broker_client(env).connection_for_write() as conn:
         for headers in ({}, known):
             conn.Producer().publish(
                 garbage,

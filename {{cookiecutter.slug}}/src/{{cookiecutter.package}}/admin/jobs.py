@@ -280,11 +280,14 @@ def _redis_queue(channel: Any, name: str) -> tuple[int, float | None]:
     """Waiting messages and the oldest one's send time, from kombu's Redis lists (the list's
     right end is the next out: the oldest, once per priority level)."""
     client = channel.client
+    # kombu adds the key prefix (REDIS_KEY_PREFIX) to the commands it sends itself, LLEN among
+    # them; LINDEX it does not know, so the prefix is spelled out for it.
+    prefix = getattr(channel, "global_keyprefix", "") or ""
     depth, oldest = 0, None
     for priority in channel.priority_steps:
         key = channel._q_for_pri(name, priority)
         depth += client.llen(key)
-        if (last := client.lindex(key, -1)) is not None:
+        if (last := client.lindex(prefix + key, -1)) is not None:
             sent = _sent_at(orjson.loads(last).get("headers"))
             if sent is not None and (oldest is None or sent < oldest):
                 oldest = sent
