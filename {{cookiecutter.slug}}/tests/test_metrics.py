@@ -5,10 +5,9 @@ from typing import Any
 
 import httpx
 import psycopg
-from celery import Celery
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Process, Web, wait_until
+from .conftest import Process, Web, broker_client, wait_until
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -60,7 +59,7 @@ def test_worker_exposes_task_queue_and_heartbeat_metrics(
     worker: Process = start("worker")
     metrics_url = f"http://127.0.0.1:{worker.env['WORKER_METRICS_PORT']}/metrics"
     note_id = web.signed_in().post("/api/v1/notes", json={"title": "m", "body": "x"}).json()["id"]
-    client = Celery(broker=migrated["REDIS_URL"])
+    client = broker_client(migrated)
     client.send_task("clock.heartbeat", queue=migrated["TASK_QUEUE"])
     client.close()
     wait_until(

@@ -4,14 +4,13 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from celery import Celery
 
-from .conftest import wait_until
+from .conftest import broker_client, wait_until
 
 
 def run_task(env: dict[str, str], name: str) -> None:
     """Enqueue a task the way the clock does: by name, on the service's queue."""
-    client = Celery(broker=env["REDIS_URL"])
+    client = broker_client(env)
     client.send_task(name, queue=env["TASK_QUEUE"])
     client.close()
 

@@ -9,9 +9,8 @@ from typing import Any
 
 import httpx
 import psycopg
-from celery import Celery
 
-from .conftest import Process, Web, wait_until
+from .conftest import Process, Web, broker_client, wait_until
 
 
 def enriched(db: psycopg.Connection[Any], note_id: int) -> int | None:
@@ -79,7 +78,7 @@ def test_running_the_task_twice_changes_nothing(
     before = db.execute(
         "SELECT word_count, title, body FROM notes WHERE id = %s", [note_id]
     ).fetchone()
-    client = Celery(broker=migrated["REDIS_URL"])  # any client of the broker, not via web
+    client = broker_client(migrated)  # any client of the broker, not via web
     for _ in range(2):
         client.send_task("notes.enrich", args=[note_id], queue=migrated["TASK_QUEUE"])
     client.close()
