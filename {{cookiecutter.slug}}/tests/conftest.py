@@ -279,6 +279,27 @@ class MailSink:
         return "250 OK"
 
 
+def broker_client(env: dict[str, str]) -> Celery:
+    """A client of the broker set up as the service's own processes are, from their environment
+    (its queue, and on Redis its key prefix): what it sends, their worker receives."""
+    from {{ cookiecutter.package }}.core.broker import create_celery
+    from {{ cookiecutter.package }}.core.settings import Settings
+
+    fields = {name.lower(): value for name, value in env.items()}
+    known = {name: value for name, value in fields.items() if name in Settings.model_fields}
+    return create_celery(Settings.model_validate(known))
+
+
+@pytest.fixture
+def queue_env(migrated: dict[str, str], broker: str) -> Iterator[dict[str, str]]:
+    """The environment on `broker`, with a queue of the test's own: its depth is the test's."""
+    queue = f"test-{secrets.token_hex(4)}"
+    yield {**migrated, "BROKER_URL": broker, "TASK_QUEUE": queue}
+    if broker.startswith("amqp"):
+        with Celery(broker=broker).connection_for_write() as conn, contextlib.suppress(Exception):
+            conn.default_channel.queue_delete(queue)
+
+
 @pytest.fixture(scope="session")
 def mail_sink() -> Iterator[str]:
     """The URL of an SMTP server that takes every mail: where the processes of the tests that
@@ -488,6 +509,7 @@ class Span:
     kind: str  # SERVER, CLIENT, PRODUCER, CONSUMER, INTERNAL
     attributes: dict[str, Any]
     resource: dict[str, Any]
+    links: tuple[str, ...] = ()  # the trace id of each span it links to
 
     @property
     def instance(self) -> str:
@@ -553,6 +575,7 @@ class Collector:
                             kind=self.KINDS.get(span.kind, str(span.kind)),
                             attributes=_values(span.attributes),
                             resource=resource,
+                            links=tuple(link.trace_id.hex() for link in span.links),
                         )
                     )
 
@@ -580,12 +603,3 @@ def collector() -> Iterator[Collector]:
 def tracing_env(collector: Collector, **env: str) -> dict[str, str]:
     """Tracing on, exporting to `collector` a tenth of a second after a span ends (default 5 s)."""
     return {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.url, "OTEL_BSP_SCHEDULE_DELAY": "100", **env}
-
-
-def broker_client(env: dict[str, str]) -> Celery:
-    """A client of the service's broker, as any other program would be one: its URL, and on
-    Redis the prefix every key of the service carries (REDIS_KEY_PREFIX)."""
-    app = Celery(broker=env.get("BROKER_URL") or env["REDIS_URL"], set_as_current=False)
-    prefix = env.get("REDIS_KEY_PREFIX", "{{ cookiecutter.package }}")
-    app.conf.broker_transport_options = {"global_keyprefix": f"{prefix}:"}
-    return app

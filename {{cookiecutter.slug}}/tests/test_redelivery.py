@@ -82,7 +82,7 @@ def test_a_task_whose_worker_dies_every_time_is_dead_lettered(
     row = db.execute("INSERT INTO notes (title, body) VALUES ('t', 'a b') RETURNING id").fetchone()
     assert row is not None
     note, task_id = row[0], f"deaths-{secrets.token_hex(6)}"
-    sender = broker_client(env)
+    sender = broker_client({**migrated, **env})
     try:
         with psycopg.connect(migrated["DATABASE_URL"]) as holder:
             # Each delivery waits on the note's row: it is surely mid-run when its worker dies.

@@ -4,6 +4,7 @@ a receiver these tests run (see `Collector` in conftest.py), and the same ids in
 
 import json
 import re
+import secrets
 import signal
 import socket
 import time
@@ -15,6 +16,7 @@ import psycopg
 import pytest
 
 from .conftest import Collector, Process, Span, TcpProxy, Web, free_port, tracing_env, wait_until
+from .test_dead_letters import jobs, results
 from .test_settings import run_process
 
 SERVICE = "{{ cookiecutter.slug }}"
@@ -228,6 +230,29 @@ def test_the_clocks_enqueues_start_traces_of_their_own(
         assert (sent["event"], sent["trace_id"]) == ("task sent", run.trace_id)
         stored = [r for r in worker.records() if r.get("task_id") == task_id and "trace_id" in r]
         assert {r["trace_id"] for r in stored} == {run.trace_id}
+
+
+def test_a_redrive_is_a_new_trace_linked_to_the_one_the_task_failed_in(
+    start: Callable[..., Any],
+    collector: Collector,
+    queue_env: dict[str, str],
+    db: psycopg.Connection[Any],
+) -> None:
+    failed_in = secrets.token_hex(16)
+    row = db.execute(
+        "INSERT INTO dead_letters (task_id, task_name, args, kwargs, error, trace_parent)"
+        " VALUES (%s, 'notes.enrich', '[2147483000]', '{}', 'boom', %s) RETURNING id",
+        [secrets.token_hex(16), f"00-{failed_in}-{secrets.token_hex(8)}-01"],
+    ).fetchone()
+    assert row is not None
+    env = tracing_env(collector, **queue_env)
+    (redriven,) = results(jobs(env, "dead", "redrive", str(row[0])))
+    assert redriven["redriven"] is True
+    start("worker", **env)
+    ran = collector.wait_for(lambda s: s.name == "run/notes.enrich" and s.trace_id != failed_in)
+    root = collector.wait_for(lambda s: s.trace_id == ran.trace_id and s.parent_id == "", 5)
+    assert (root.name, root.links) == ("redrive", (failed_in,))
+    assert root.instance.startswith("admin-")
 
 
 def start_post(web: Web, payload: bytes, request_id: str) -> socket.socket:

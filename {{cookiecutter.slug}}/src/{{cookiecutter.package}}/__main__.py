@@ -20,6 +20,7 @@ PROCESS_TYPES = {
     "clock": "jobs.clock",
     "release": "admin.release",
     "users": "admin.users",  # takes arguments: `users create EMAIL`, `users list`, ...
+    "jobs": "admin.jobs",  # `jobs dead list|redrive|purge`, `jobs queues`
 }
 
 

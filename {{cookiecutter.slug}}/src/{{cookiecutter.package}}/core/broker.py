@@ -7,7 +7,8 @@ The settings below are what keep a job from being lost or silently dropped:
 - prefetch of 1: a worker holds one unacknowledged message per pool process, no more;
 - visibility timeout (Redis broker only): how long an unacknowledged message waits before another
   worker takes it; the hard time limit and retry delays are kept below it (see settings.py);
-- JSON only, so a message can be read by any version of the code and never unpickled.
+- JSON only, so a message can be read by any version of the code and never unpickled;
+- every message stamped with the time it was sent, for `jobs queues` (core/dead_letters.py).
 
 A Redis broker URL from a file (BROKER_URL_FILE, or REDIS_URL_FILE when it is the broker) has its
 password read again at each new broker connection; an AMQP one is read at start only.
@@ -19,6 +20,7 @@ from celery import Celery
 from redis.credentials import CredentialProvider
 
 from .credentials import redis_credentials
+from .dead_letters import stamp_every_publish
 from .secret_files import file_variable
 from .settings import Settings
 
@@ -77,6 +79,7 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
     )
     if provider is not None:
         _broker_credentials(app, provider)
+    stamp_every_publish()
     return app
 
 

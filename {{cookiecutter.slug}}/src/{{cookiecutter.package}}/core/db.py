@@ -8,9 +8,8 @@ needs no restart.
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, NullPool, create_engine
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
 
 from .credentials import database_credentials
 from .secret_files import file_variable
@@ -82,3 +81,15 @@ def create_async_db_engine(settings: Settings, *, pooled: bool = True) -> AsyncE
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[Any]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def create_unpooled_db_engine(settings: Settings) -> Engine:
+    """An engine that keeps no connection between uses: for a process that forks after using it
+    (the worker's main process, whose pool children must not share its connections) or that
+    uses it a few times and exits (admin processes)."""
+    options = _engine_options(settings)
+    for pool_option in ("pool_size", "max_overflow", "pool_timeout", "pool_pre_ping"):
+        del options[pool_option]
+    engine = create_engine(settings.database_url.get_secret_value(), poolclass=NullPool, **options)
+    _reread_credentials(engine, settings)
+    return engine

@@ -4,6 +4,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text, func, text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -64,9 +65,13 @@ class Heartbeat(Base):
 
 
 class DeadLetter(Base):
-    """A task that failed for good: recorded so that a failure is never silent."""
+    """A task that failed for good, or a message no worker could run: recorded so that a failure
+    is never silent, and kept after `jobs dead redrive` sends it again (the audit trail)."""
 
     __tablename__ = "dead_letters"
+    __table_args__ = (
+        Index("ix_dead_letters_waiting", "task_name", postgresql_where=text("redriven_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[str] = mapped_column(String(64), unique=True)
@@ -78,6 +83,21 @@ class DeadLetter(Base):
     failed_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )
+    attempts: Mapped[int | None] = mapped_column(Integer)  # NULL: never ran (see `message`)
+    # Set in the transaction that sends the task again; never cleared.
+    redriven_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    redriven_task_id: Mapped[str | None] = mapped_column(String(64))
+    # The redriven task ran to the end; until then the clock's sweep may send it again.
+    redrive_succeeded_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The dead letter this task was redriven from, when it failed for good again.
+    redriven_from: Mapped[int | None] = mapped_column(
+        ForeignKey("dead_letters.id", ondelete="SET NULL")
+    )
+    # The raw message of one no worker could run (unknown task name, undecodable body):
+    # {"body": base64, "headers", "content_type", "content_encoding"}: a redrive sends it as it
+    # came.
+    message: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    trace_parent: Mapped[str | None] = mapped_column(String(64))  # W3C traceparent it ran in
 
 
 class AccountToken(Base):

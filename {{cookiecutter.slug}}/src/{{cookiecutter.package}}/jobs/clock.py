@@ -34,6 +34,7 @@ def configure_schedule(app: Celery, settings: Settings) -> None:
             "prune": {"task": "clock.prune", "schedule": 3600.0},
             "sweep-unenriched-notes": {"task": "notes.sweep", "schedule": 300.0},
             "sweep-outbox": {"task": "mail.sweep", "schedule": settings.outbox_sweep_seconds},
+            "sweep-redrives": {"task": "dead_letters.sweep", "schedule": 300.0},
         },
         redbeat_redis_url=url,
         redbeat_redis_options=options,

@@ -3,7 +3,14 @@ run more than once (after a worker is killed, or in rare races even twice at the
 
 Transient errors (a database or Redis hiccup, a lock held too long, a schema whose migration has
 not run yet: core/schema.py) are retried with exponential backoff and full jitter; a task that
-fails for good leaves a row in `dead_letters` and an error log line, so no failure is silent.
+fails for good leaves a row in `dead_letters` and an error log line, so no failure is silent, and
+`jobs dead redrive` can send it again.
+
+Across releases (README, "Jobs across releases"): a task accepts every shape of arguments the
+previous release sends (a new parameter comes with a default; tests/test_task_shapes.py), and a
+new task ships one release before anything sends it. Each kind of work has a sweep on the
+clock, so that a message a Redis worker loses when killed is sent again (README, "Nothing
+enqueued is lost").
 """
 
 import random
@@ -15,9 +22,10 @@ import redis.exceptions
 import sqlalchemy.exc
 import structlog
 from celery import Task, shared_task
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from ..core.dead_letters import record, send_again, unfinished_redrives
 from ..core.flags import EVALUATED, NOTE_SUMMARY
 from ..core.models import DeadLetter, Heartbeat, Note
 from ..core.schema import schema_behind
@@ -68,16 +76,24 @@ class ReliableTask(Task):  # type: ignore[misc]
     def on_failure(self, exc: Exception, task_id: str, args: Any, kwargs: Any, einfo: Any) -> None:
         log.error("task failed for good", error=repr(exc), args=args)
         self.app.metrics.dead_lettered.labels(self.name).inc()
-        record = {
-            "task_id": task_id,
-            "task_name": self.name,
-            "args": list(args),
-            "kwargs": dict(kwargs),
-            "error": repr(exc),
-            "request_id": getattr(self.request, "request_id", None),
-        }
-        with self.app.engine.begin() as conn:
-            conn.execute(insert(DeadLetter).values(record).on_conflict_do_nothing())
+        # A redriven task carries the id of the dead letter it came from (admin/jobs.py): failing
+        # again, it gets a row of its own that points there, and the first row stays as it was.
+        redriven_from = getattr(self.request, "redriven_from", None)
+        traceparent = getattr(self.request, "traceparent", None)
+        record(
+            self.app.engine,
+            {
+                "task_id": task_id,
+                "task_name": self.name,
+                "args": list(args),
+                "kwargs": dict(kwargs),
+                "error": repr(exc),
+                "request_id": getattr(self.request, "request_id", None),
+                "attempts": self.request.retries + 1,
+                "redriven_from": redriven_from if isinstance(redriven_from, int) else None,
+                "trace_parent": traceparent if isinstance(traceparent, str) else None,
+            },
+        )
 
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s")
@@ -151,3 +167,25 @@ def sweep_unenriched(self: ReliableTask) -> None:
         enrich_note.apply_async(args=[note_id], headers={"request_id": self.request.id})
     if ids:
         log.info("re-enqueued unenriched notes", count=len(ids))
+
+
+@shared_task(bind=True, base=ReliableTask, name="dead_letters.sweep")
+def sweep_redrives(self: ReliableTask) -> None:
+    """Send again each redrive whose task, a visibility timeout later, has neither run to the end
+    nor failed again: on Redis a worker killed between taking a message and recording it loses
+    it (see README, "Nothing enqueued is lost"). Sent under the same task id, so a copy that was
+    only slow, not lost, makes no second dead letter; the task is idempotent like any other."""
+    settings = self.app.settings
+    waited = timedelta(seconds=settings.broker_visibility_timeout_seconds)
+    with self.app.engine.begin() as conn:
+        letters = conn.execute(unfinished_redrives(datetime.now(UTC) - waited, 100)).all()
+        with self.app.producer_or_acquire() as producer:
+            for letter in letters:
+                send_again(self.app, producer, letter, letter.redriven_task_id, settings.task_queue)
+        conn.execute(
+            update(DeadLetter)
+            .where(DeadLetter.id.in_([letter.id for letter in letters]))
+            .values(redriven_at=func.now())
+        )
+    if letters:
+        log.warning("redrives sent again", dead_letter_ids=[letter.id for letter in letters])

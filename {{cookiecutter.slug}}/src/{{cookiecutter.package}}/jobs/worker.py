@@ -20,11 +20,13 @@ from prometheus_client.registry import Collector
 from sqlalchemy import Engine
 
 from ..core.broker import configure_celery
-from ..core.db import create_db_engine
+from ..core.db import create_db_engine, create_unpooled_db_engine
+from ..core.dead_letters import mark_succeeded, waiting_by_task
 from ..core.flags import EVALUATED, Flags, create_flags
 from ..core.logging import configure_logging
 from ..core.metrics import TaskMetrics, scrape_registry
 from ..core.ports import in_use, port_unavailable
+from ..core.redis_client import redis_options
 from ..core.settings import Settings, load_settings
 from ..core.telemetry import start_tracing, tracing_enabled
 from .deliveries import Deliveries
@@ -73,12 +75,8 @@ class WorkerApp(Celery):  # type: ignore[misc]
     @cached_property
     def redis(self) -> redis.Redis:
         # Made in each child on first use, like the engine: no connection crosses a fork.
-        timeout = self.settings.redis_timeout_seconds
-        return redis.Redis.from_url(
-            self.settings.redis_url.get_secret_value(),
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-        )
+        url, options = redis_options(self.settings)  # with REDIS_URL_FILE: read at each connect
+        return redis.Redis.from_url(url, **options)
 
     @cached_property
     def deliveries(self) -> Deliveries:
@@ -92,6 +90,12 @@ class WorkerApp(Celery):  # type: ignore[misc]
         return Requeued(self.redis, self.settings.redis_key_prefix, seconds)
 
     @cached_property
+    def keeper_engine(self) -> Engine:
+        # The main process's own: it keeps unrunnable messages (jobs/unrunnable.py) and counts
+        # dead letters at each scrape. Unpooled, so no connection of it is open at a fork.
+        return create_unpooled_db_engine(self.settings)
+
+    @cached_property
     def flags(self) -> Flags:
         # Also made in each child, where its flag file watcher thread must run: a thread
         # started before the fork would not exist in the children.
@@ -102,6 +106,8 @@ def create_worker_app(settings: Settings) -> WorkerApp:
     app = WorkerApp(settings, main="{{ cookiecutter.package }}", set_as_current=False)
     configure_celery(app, settings)
     app.conf.include = ["{{ cookiecutter.package }}.jobs.tasks", "{{ cookiecutter.package }}.jobs.mail"]
+    # Keeps the messages Celery's own consumer would drop: see jobs/unrunnable.py.
+    app.conf.worker_consumer = "{{ cookiecutter.package }}.jobs.unrunnable:KeepingConsumer"
     return app
 
 
@@ -166,6 +172,29 @@ class QueueDepth(Collector):
         yield GaugeMetricFamily("celery_queue_depth", "Messages waiting in the queue", waiting)
 
 
+class DeadLetters(Collector):
+    """Dead letters not redriven yet, by task, counted in PostgreSQL at each scrape: a gauge an
+    alert can fire on (any non-zero), which falls back to zero once they are redriven."""
+
+    def __init__(self, app: WorkerApp) -> None:
+        self.app = app
+
+    def collect(self) -> Any:
+        try:
+            waiting = waiting_by_task(self.app.keeper_engine)
+        except Exception as exc:  # database unreachable: no sample, and the scrape still works
+            log.warning("dead letter count unavailable", error=type(exc).__name__)
+            return
+        gauge = GaugeMetricFamily(
+            "celery_dead_letters", "Dead letters waiting for a redrive", labels=["task"]
+        )
+        # Every task this worker runs has a sample, zero included: an alert sees it from the start.
+        known = {name for name in self.app.tasks if not name.startswith("celery.")}
+        for name in sorted(known | set(waiting)):
+            gauge.add_metric([name], waiting.get(name, 0))
+        yield gauge
+
+
 def connect_metrics(app: WorkerApp) -> None:
     """Count, time and classify every task the pool runs."""
     started: dict[str, float] = {}
@@ -184,6 +213,18 @@ def connect_metrics(app: WorkerApp) -> None:
     signals.task_prerun.connect(prerun, weak=False)
     signals.task_postrun.connect(postrun, weak=False)
     signals.task_retry.connect(retried, weak=False)
+
+
+def connect_redrive_outcomes(app: WorkerApp) -> None:
+    """A redriven task that runs to the end marks the dead letter it came from (its failure
+    makes a new row instead: jobs/tasks.py). Any task, this release's or a newer one's."""
+
+    def succeeded(sender: Any, **_: Any) -> None:
+        origin = getattr(sender.request, "redriven_from", None)
+        if isinstance(origin, int):
+            mark_succeeded(app.engine, origin)
+
+    signals.task_success.connect(succeeded, weak=False)
 
 
 def connect_tracing(app: WorkerApp) -> None:
@@ -219,6 +260,7 @@ def serve_metrics(app: WorkerApp) -> int:
     """
     registry = scrape_registry(app.registry)
     registry.register(QueueDepth(app))
+    registry.register(DeadLetters(app))
     first = app.settings.worker_metrics_port
     ports = range(first, min(first + app.settings.worker_metrics_ports, 65536))
     for port in ports:
@@ -241,6 +283,7 @@ def main() -> None:
     connect_logging(settings)
     app = create_worker_app(settings)
     connect_metrics(app)
+    connect_redrive_outcomes(app)
     connect_tracing(app)
     serve_metrics(app)
     # SIGTERM is Celery's warm shutdown: running tasks finish, then the process exits 0.
