@@ -7,9 +7,10 @@ requests are throttled per address and per client address. The links carry a one
 (core/tokens.py) in their fragment, which browsers send to no server; the front end posts it here.
 """
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -68,33 +69,35 @@ class Verified(BaseModel):
 INVALID_LINK = "this link is used, expired or replaced by a newer one: ask for a new one"
 
 
+MailLater = Callable[[str, str], Awaitable[None]]
+
+
 async def _mail_later(
-    kind: str,
-    body: MailRequest,
     db: DbSession,
     engine: DbEngine,
     celery: CeleryApp,
     request_id: RequestId,
     throttle: MailThrottle,
     address: ClientAddress,
-) -> None:
-    await throttle.attempt(body.email, address)
-    mail = await outbox.add(db, kind, body.email)
-    await db.commit()
-    await outbox.enqueue(engine, celery, [mail], request_id)
+) -> MailLater:
+    """`await mail_later(kind, email)`: counted against the mail throttle, an outbox row
+    committed, and enqueued; the same work whether or not anyone has the address."""
+
+    async def mail_later(kind: str, email: str) -> None:
+        await throttle.attempt(email, address)
+        mail = await outbox.add(db, kind, email)
+        await db.commit()
+        await outbox.enqueue(engine, celery, [mail], request_id)
+
+    return mail_later
+
+
+MailRequested = Annotated[MailLater, Depends(_mail_later)]
 
 
 @router.post("/password-reset", status_code=202, dependencies=[rate_limited])
-async def request_password_reset(
-    body: MailRequest,
-    db: DbSession,
-    engine: DbEngine,
-    celery: CeleryApp,
-    request_id: RequestId,
-    throttle: MailThrottle,
-    address: ClientAddress,
-) -> Accepted:
-    await _mail_later("reset-password", body, db, engine, celery, request_id, throttle, address)
+async def request_password_reset(body: MailRequest, mail_later: MailRequested) -> Accepted:
+    await mail_later("reset-password", body.email)
     return Accepted(detail="if an account has this address, a reset link is on its way")
 
 
@@ -128,16 +131,8 @@ async def reset_password(
 
 
 @router.post("/email-verification", status_code=202, dependencies=[rate_limited])
-async def request_verification(
-    body: MailRequest,
-    db: DbSession,
-    engine: DbEngine,
-    celery: CeleryApp,
-    request_id: RequestId,
-    throttle: MailThrottle,
-    address: ClientAddress,
-) -> Accepted:
-    await _mail_later("verify-email", body, db, engine, celery, request_id, throttle, address)
+async def request_verification(body: MailRequest, mail_later: MailRequested) -> Accepted:
+    await mail_later("verify-email", body.email)
     return Accepted(detail="if an unconfirmed account has this address, a link is on its way")
 
 
