@@ -405,8 +405,11 @@ def test_a_deploy_applies_the_migration_job_before_anything_that_rolls(k8s: Path
     first = [d for d in docs if d["metadata"].get("labels", {}).get(COMPONENT) in wanted]
     assert sorted(d["kind"] for d in first) == ["ConfigMap", "Job", "Secret"]
     (job,) = (d for d in first if d["kind"] == "Job")
-    sources = job["spec"]["template"]["spec"]["containers"][0]["envFrom"]
-    read = {ref["name"] for source in sources for ref in source.values()}
+    pod = job["spec"]["template"]["spec"]
+    read = {ref["name"] for source in pod["containers"][0]["envFrom"] for ref in source.values()}
+    for volume in pod.get("volumes", []):  # the Secret, mounted as files
+        for source in volume.get("projected", {}).get("sources", []):
+            read |= {ref["name"] for ref in source.values() if "name" in ref}
     assert read == {d["metadata"]["name"] for d in first if d["kind"] != "Job"}
 
 
