@@ -497,7 +497,13 @@ def test_objects_select_and_reference_what_exists(
 def test_secret_holds_placeholders_that_the_app_refuses(kustomization: dict[str, Any]) -> None:
     (generator,) = kustomization["secretGenerator"]
     values = dict(literal.split("=", 1) for literal in generator["literals"])
-    assert set(values) == {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "SECRET_KEY_FALLBACKS", "SMTP_URL"}
+    assert set(values) == {
+        "DATABASE_URL",
+        "REDIS_URL",
+        "SECRET_KEY",
+        "SECRET_KEY_FALLBACKS",
+        "SMTP_URL",
+    }
     assert values.pop("SECRET_KEY_FALLBACKS") == ""  # none yet: the file exists, empty
     for name, value in values.items():
         assert "CHANGE" in value.upper(), f"{name} must be an obvious placeholder"

@@ -203,9 +203,11 @@ def test_one_lab_at_a_time_and_the_checkpoint_names_the_broken_factor(workshop: 
 
 def test_a_lab_repaired_by_hand_resets_cleanly(workshop: Path) -> None:
     before = snapshot(workshop)
-    assert make(workshop, "lab", "N=10").returncode == 0
     dockerfile = workshop / "Dockerfile"
-    dockerfile.write_text(dockerfile.read_text().replace("=3.13\n", "=3.11\n"))  # the repair
+    pinned = dockerfile.read_text()
+    assert make(workshop, "lab", "N=10").returncode == 0
+    assert dockerfile.read_text() != pinned
+    dockerfile.write_text(pinned)  # the repair: the base image as it was, by its digest
     reset = make(workshop, "lab-reset")
     assert reset.returncode == 0
     assert "repaired by hand already" in reset.stdout

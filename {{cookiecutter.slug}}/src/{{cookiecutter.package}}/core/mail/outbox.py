@@ -37,6 +37,8 @@ async def enqueue(
     engine: AsyncEngine, celery: Celery, ids: Sequence[int], request_id: str | None
 ) -> None:
     """Enqueue committed outbox rows; on failure the sweep will (the request goes on)."""
+    if not ids:
+        return
     try:
         await run_in_threadpool(_send_tasks, celery, ids, request_id)
     except Exception as exc:
