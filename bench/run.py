@@ -962,7 +962,9 @@ def load_phase(opts: Options, project: Project, bare_port: int) -> LoadPhase:
         cookie = create_session(gen_port)
         note_id = post_notes(gen_port, cookie, 1)[0]
         # The baseline GETs the very key the generated service reads: same value, same size.
-        session_key = "session:" + cookie.split(".", 1)[0]
+        # Under the service's key prefix (REDIS_KEY_PREFIX: the package name by default).
+        prefix = project.env.get("REDIS_KEY_PREFIX", project.root.name.replace("-", "_"))
+        session_key = f"{prefix}:session:" + cookie.split(".", 1)[0]
         bare_proc = start(
             project,
             baseline_args(),
