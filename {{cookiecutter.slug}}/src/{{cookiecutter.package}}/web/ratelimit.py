@@ -174,21 +174,33 @@ class Throttle:
         await self._succeeded(keys=self._keys(email, address))
 
 
-def create_login_throttle(settings: Settings, redis: Redis) -> Throttle:
+def _throttle(
+    settings: Settings, redis: Redis, counted: str, per_account: str, per_address: str
+) -> Throttle:
     return Throttle(
         redis,
-        f"{settings.redis_key_prefix}:login",
-        parse(settings.login_failures_per_account),
-        parse(settings.login_failures_per_address),
+        f"{settings.redis_key_prefix}:{counted}",
+        parse(per_account),
+        parse(per_address),
         settings.rate_limit_ipv6_prefix,
     )
 
 
-def create_mail_throttle(settings: Settings, redis: Redis) -> Throttle:
-    return Throttle(
+def create_login_throttle(settings: Settings, redis: Redis) -> Throttle:
+    return _throttle(
+        settings,
         redis,
-        f"{settings.redis_key_prefix}:mail",
-        parse(settings.mail_requests_per_account),
-        parse(settings.mail_requests_per_address),
-        settings.rate_limit_ipv6_prefix,
+        "login",
+        settings.login_failures_per_account,
+        settings.login_failures_per_address,
+    )
+
+
+def create_mail_throttle(settings: Settings, redis: Redis) -> Throttle:
+    return _throttle(
+        settings,
+        redis,
+        "mail",
+        settings.mail_requests_per_account,
+        settings.mail_requests_per_address,
     )
