@@ -1,4 +1,5 @@
-"""`python -m {{ cookiecutter.package }} users create|disable|verify|list`: manage accounts from a shell.
+"""`python -m {{ cookiecutter.package }} users create|disable|verify|mfa-reset|list`: manage accounts
+from a shell.
 
 Factor XII: it runs from the same build and config as `web` (same settings, same password rules,
 same hashing), as a one-off: `docker compose run web python -m ... users list`, `kubectl exec`,
@@ -27,6 +28,7 @@ from ..core.accounts import (
 )
 from ..core.db import create_async_db_engine, session_factory
 from ..core.logging import configure_logging
+from ..core.mfa import factors
 from ..core.models import User
 from ..core.passwords import Hasher, broken_rule
 from ..core.redis_client import create_redis
@@ -50,6 +52,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     create.add_argument("--verified", action="store_true", help="its address needs no confirming")
     commands.add_parser("disable", help="and end all their sessions").add_argument("email")
     commands.add_parser("verify", help="mark the address confirmed").add_argument("email")
+    commands.add_parser(
+        "mfa-reset", help="remove every second factor (the user lost them) and end all sessions"
+    ).add_argument("email")
     commands.add_parser("list")
     return parser.parse_args(argv)
 
@@ -117,6 +122,22 @@ async def disable(db: AsyncSession, settings: Settings, email: str) -> None:
     await print_user(db, user, sessions_ended=ended)
 
 
+async def mfa_reset(db: AsyncSession, settings: Settings, email: str) -> None:
+    """For support, once the owner has proved who they are some other way: the account is back
+    to its password alone, and whoever holds a session of it is logged out."""
+    user = (await db.scalars(by_email(email))).one_or_none()
+    if user is None:
+        fail(f"users mfa-reset: no account with the email {email}", EX_DATAERR)
+    removed = await factors.remove_all(db, user.id)
+    redis = create_redis(settings)
+    try:
+        ended = await create_session_store(settings, redis).end_all(user.id)
+    finally:
+        await redis.aclose()
+    await db.commit()
+    await print_user(db, user, second_factor_removed=removed, sessions_ended=ended)
+
+
 async def verify(db: AsyncSession, email: str) -> None:
     user = (await db.scalars(by_email(email))).one_or_none()
     if user is None:
@@ -141,6 +162,8 @@ async def run(settings: Settings, args: argparse.Namespace) -> None:
                 await disable(db, settings, args.email)
             elif args.command == "verify":
                 await verify(db, args.email)
+            elif args.command == "mfa-reset":
+                await mfa_reset(db, settings, args.email)
             else:
                 for user in (await db.scalars(select(User).order_by(User.id))).all():
                     await print_user(db, user)

@@ -44,6 +44,17 @@ def by_email(email: str) -> Select[User]:
 
 
 @dataclass(frozen=True, slots=True)
+class Principal:
+    """Who a login is for, once a factor is checked: enough to start a session and to see, once
+    it exists, that the account did not change meanwhile (`unchanged`)."""
+
+    user_id: int
+    email: str
+    is_admin: bool
+    password_changed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Credentials:
     """What a login needs of an account, read before its password check."""
 
@@ -54,6 +65,10 @@ class Credentials:
     password_hash: str
     password_changed_at: datetime
     email_verified: bool | None
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(self.user_id, self.email, self.is_admin, self.password_changed_at)
 
 
 async def credentials(
@@ -70,7 +85,7 @@ async def credentials(
     return Credentials(*row) if row else None
 
 
-async def unchanged(db: AsyncSession, seen: Credentials) -> bool:
+async def unchanged(db: AsyncSession, seen: Principal) -> bool:
     """Whether the account is still active with the password that was checked. FOR SHARE waits
     for a change in progress (change_credentials holds the row) and then sees it."""
     query = select(User.is_active, User.password_changed_at).where(User.id == seen.user_id)

@@ -168,6 +168,16 @@ class Settings(BaseSettings):
     secret_key_fallbacks: SecretKeys = Field(
         (), description="previous keys, comma-separated: their cookies stay valid (rotation)"
     )
+    mfa_encryption_key: SecretKey | None = Field(
+        None,
+        description="encrypts TOTP secrets at rest. Unset: a key derived from SECRET_KEY (and "
+        "its fallbacks); set one in production, so that SECRET_KEY can rotate alone",
+    )
+    mfa_encryption_key_fallbacks: SecretKeys = Field(
+        (),
+        description="previous keys, comma-separated: secrets they encrypted still open, and "
+        "are encrypted again with the current key at their next use (rotation)",
+    )
 
     # Web process.
     port: int = Field(8000, ge=1, le=65535)
@@ -272,6 +282,21 @@ class Settings(BaseSettings):
     )
     login_failures_per_address: Annotated[str, AfterValidator(_rate_limit)] = Field(
         "10/minute", description="failed logins per client address, then 429"
+    )
+
+    # A second factor (core/mfa/): TOTP, recovery codes and passkeys.
+    mfa_pending_seconds: int = Field(
+        300,
+        ge=30,
+        le=900,
+        description="how long a login that passed its password may take to "
+        "give its second factor, before the password is asked again",
+    )
+    mfa_issuer: str = Field(
+        {{ cookiecutter.project_name | jsonify }},
+        min_length=1,
+        max_length=64,
+        description="the name authenticator apps show beside the account",
     )
 
     # Mail (factor IV: a backing service like the database, swapped by changing SMTP_URL).

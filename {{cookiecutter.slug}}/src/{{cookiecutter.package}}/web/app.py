@@ -19,6 +19,8 @@ from ..core.db import create_async_db_engine, session_factory
 from ..core.flags import create_flags
 from ..core.logging import AccessLog
 from ..core.metrics import HttpMetrics, metrics_endpoint
+from ..core.mfa.pending import create_pending_logins
+from ..core.mfa.secretbox import create_secretbox
 from ..core.passwords import Hasher
 from ..core.redis_client import create_redis
 from ..core.sessions import create_session_store
@@ -74,6 +76,11 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
                 settings.session_cookie_secure, settings.session_max_age_seconds
             ),
             "session_store": create_session_store(settings, redis),
+            "pending_logins": create_pending_logins(settings, redis),
+            "pending_cookie": SessionCookie(
+                settings.session_cookie_secure, settings.mfa_pending_seconds, "login-pending"
+            ),
+            "secretbox": create_secretbox(settings),
         }
         hasher.close()
         flags.close()

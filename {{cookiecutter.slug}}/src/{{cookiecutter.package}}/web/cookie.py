@@ -1,4 +1,5 @@
 """The session cookie: an opaque signed id, HttpOnly, SameSite=Lax, and over HTTPS `__Host-`.
+A login waiting for its second factor has a cookie of the same kind under another name.
 
 Browsers accept a `__Host-` cookie only if it is Secure, has Path=/ and no Domain, so no
 sibling subdomain can set or overwrite it (OWASP ASVS 5, V3.3).
@@ -14,10 +15,11 @@ from starlette.responses import Response
 class SessionCookie:
     secure: bool
     max_age: int
+    base_name: str = "session"
 
     @property
     def name(self) -> str:
-        return "__Host-session" if self.secure else "session"
+        return f"__Host-{self.base_name}" if self.secure else self.base_name
 
     def read(self, request: Request) -> str | None:
         return request.cookies.get(self.name)

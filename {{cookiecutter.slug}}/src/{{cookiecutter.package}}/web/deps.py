@@ -16,6 +16,8 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ..core.flags import Flags
+from ..core.mfa.pending import PendingLogins
+from ..core.mfa.secretbox import SecretBox
 from ..core.passwords import Hasher
 from ..core.sessions import Session, SessionStore
 from ..core.settings import Settings
@@ -72,6 +74,18 @@ async def _cookie(request: Request) -> SessionCookie:
     return request.state.cookie  # type: ignore[no-any-return]
 
 
+async def _pending_logins(request: Request) -> PendingLogins:
+    return request.state.pending_logins  # type: ignore[no-any-return]
+
+
+async def _pending_cookie(request: Request) -> SessionCookie:
+    return request.state.pending_cookie  # type: ignore[no-any-return]
+
+
+async def _secretbox(request: Request) -> SecretBox:
+    return request.state.secretbox  # type: ignore[no-any-return]
+
+
 async def _flags(request: Request) -> Flags:
     return request.state.flags  # type: ignore[no-any-return]
 
@@ -93,6 +107,9 @@ Passwords = Annotated[Hasher, Depends(_hasher)]
 LoginThrottle = Annotated[Throttle, Depends(_login_throttle)]
 MailThrottle = Annotated[Throttle, Depends(_mail_throttle)]
 Cookie = Annotated[SessionCookie, Depends(_cookie)]
+PendingCookie = Annotated[SessionCookie, Depends(_pending_cookie)]
+Pending = Annotated[PendingLogins, Depends(_pending_logins)]
+MfaSecrets = Annotated[SecretBox, Depends(_secretbox)]
 ClientAddress = Annotated[str, Depends(_client_address)]
 FeatureFlags = Annotated[Flags, Depends(_flags)]
 

@@ -19,6 +19,7 @@ KINDS = (
     "reset-password",
     "password-changed",
     "account-exists",
+    "sign-in-changed",
 )
 
 

@@ -3,14 +3,20 @@
 A wrong password and an unknown email get the same 401 after the same work (a password is
 verified either way), so neither the answer nor its timing tells which emails have accounts.
 How a login stays correct beside a password change or a disable: core/accounts.py.
+
+With a second factor on (core/mfa/), the right password starts no session: it answers 202 and a
+pending login, whose cookie only `POST /session/mfa` reads; a code from the authenticator, or a
+recovery code, then starts the session. Wrong codes count against the same account throttle as
+wrong passwords.
 """
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from ...core.accounts import credentials, store_rehash, unchanged
+from ...core.accounts import Principal, credentials, store_rehash, unchanged
+from ...core.mfa import factors
 from ...core.sessions import Session
 from ..deps import (
     AppSettings,
@@ -19,10 +25,13 @@ from ..deps import (
     CurrentSession,
     DbSession,
     LoginThrottle,
+    MfaSecrets,
     Passwords,
+    Pending,
+    PendingCookie,
     Sessions,
 )
-from ..ratelimit import rate_limited
+from ..ratelimit import Throttle, rate_limited
 from .fields import StorableText
 
 router = APIRouter(prefix="/session", tags=["session"])
@@ -56,7 +65,44 @@ class SessionOut(BaseModel):
         )
 
 
-@router.post("", status_code=201, dependencies=[rate_limited])
+class SecondFactorRequired(BaseModel):
+    mfa_required: bool = True
+    expires_at: datetime = Field(description="give the second factor before this")
+
+
+async def begin_session(
+    principal: Principal,
+    request: Request,
+    response: Response,
+    db: DbSession,
+    store: Sessions,
+    cookie: Cookie,
+    throttle: Throttle,
+    address: str,
+) -> SessionOut:
+    """Start the session of a login whose factors are all checked (a new id: the old one ends)."""
+    session, value = await store.start(
+        principal.user_id,
+        principal.email,
+        principal.is_admin,
+        user_agent=request.headers.get("user-agent", ""),
+        old_cookie=cookie.read(request),
+    )
+    # A password change or a disable may have happened while the factors were being checked.
+    if not await unchanged(db, principal):
+        await store.end(principal.user_id, session.handle)
+        raise HTTPException(401, "wrong email or password")
+    await throttle.succeeded(principal.email, address)
+    cookie.set(response, value)
+    return SessionOut.of(session)
+
+
+@router.post(
+    "",
+    status_code=201,
+    dependencies=[rate_limited],
+    responses={202: {"model": SecondFactorRequired, "description": "password right, code next"}},
+)
 async def log_in(
     login: Login,
     request: Request,
@@ -68,7 +114,9 @@ async def log_in(
     cookie: Cookie,
     address: ClientAddress,
     settings: AppSettings,
-) -> SessionOut:
+    pending: Pending,
+    pending_cookie: PendingCookie,
+) -> SessionOut | SecondFactorRequired:
     await throttle.attempt(login.email, address)  # counted before hashing: 429 past the limit
     mandatory = settings.email_verification == "mandatory"
     account = await credentials(db, login.email, with_verified=mandatory)
@@ -85,20 +133,54 @@ async def log_in(
         )
     if new_hash is not None:  # hashed with older parameters: store it with the current ones
         await store_rehash(db, account, new_hash)
-    session, value = await store.start(
-        account.user_id,
-        account.email,
-        account.is_admin,
-        user_agent=request.headers.get("user-agent", ""),
-        old_cookie=cookie.read(request),
+    if await factors.second_factor_on(db, account.user_id):
+        # The attempt stays counted until the second factor is given too.
+        pending_cookie.set(response, await pending.begin(account.principal))
+        response.status_code = 202
+        expires_at = datetime.now(UTC) + timedelta(seconds=pending.ttl)
+        return SecondFactorRequired(expires_at=expires_at)
+    return await begin_session(
+        account.principal, request, response, db, store, cookie, throttle, address
     )
-    # A password change or a disable may have happened while the password was being checked.
-    if not await unchanged(db, account):
-        await store.end(account.user_id, session.handle)
-        raise HTTPException(401, "wrong email or password")
-    await throttle.succeeded(login.email, address)
-    cookie.set(response, value)
-    return SessionOut.of(session)
+
+
+class SecondFactor(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(
+        min_length=6, max_length=64, description="from the authenticator app, or a recovery code"
+    )
+
+
+@router.post("/mfa", status_code=201, dependencies=[rate_limited])
+async def give_second_factor(
+    body: SecondFactor,
+    request: Request,
+    response: Response,
+    db: DbSession,
+    box: MfaSecrets,
+    store: Sessions,
+    throttle: LoginThrottle,
+    cookie: Cookie,
+    address: ClientAddress,
+    pending: Pending,
+    pending_cookie: PendingCookie,
+) -> SessionOut:
+    token = pending_cookie.read(request)
+    principal = await pending.get(token)
+    if token is None or principal is None:
+        raise HTTPException(401, "no login is waiting for a second factor: log in again")
+    await throttle.attempt(principal.email, address)  # a wrong code counts as a wrong password
+    if not await factors.check_code(db, box, principal.user_id, body.code):
+        await db.rollback()
+        raise HTTPException(401, "wrong code")
+    # The pending login ends as the code is used: one of two concurrent codes wins.
+    if not await pending.finish(token):
+        await db.rollback()
+        raise HTTPException(401, "no login is waiting for a second factor: log in again")
+    await db.commit()
+    pending_cookie.clear(response)
+    return await begin_session(principal, request, response, db, store, cookie, throttle, address)
 
 
 @router.get("")

@@ -98,7 +98,7 @@ async def sign_up(
     return SignedUp(email=body.email, detail=SIGNED_UP[settings.email_verification])
 
 
-async def _check_password(
+async def check_current_password(
     session: CurrentSession,
     password: str,
     db: DbSession,
@@ -129,7 +129,7 @@ async def change_password(
     celery: CeleryApp,
     request_id: RequestId,
 ) -> None:
-    await _check_password(session, body.current_password, db, hasher, throttle, address)
+    await check_current_password(session, body.current_password, db, hasher, throttle, address)
     check_rules(body.new_password, settings, "new_password")
     new_hash = await hasher.hash(body.new_password)  # before the change takes the row's lock
 
@@ -162,7 +162,7 @@ async def change_email(
 ) -> None:
     """Mail a confirmation link to the new address and a notice to the old one; the address
     changes when the link is followed (POST /email-verification/confirm), if still free then."""
-    await _check_password(session, body.password, db, hasher, throttle, address)
+    await check_current_password(session, body.password, db, hasher, throttle, address)
     mails = [
         await outbox.add(db, "confirm-new-email", body.new_email, session.user_id),
         await outbox.add(db, "email-change-notice", session.email, session.user_id),
