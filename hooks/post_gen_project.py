@@ -33,10 +33,12 @@ def main() -> None:
 
     # Local development only: git-ignored, read by `honcho start`, never by the application.
     secret_key = secrets.token_urlsafe(48)
+    mfa_key = secrets.token_urlsafe(48)
     (root / ".env").write_text(
         f"DATABASE_URL=postgresql://postgres@127.0.0.1:5432/{PACKAGE}\n"
         "REDIS_URL=redis://127.0.0.1:6379/0\n"
         f"SECRET_KEY={secret_key}\n"
+        f"MFA_ENCRYPTION_KEY={mfa_key}\n"
         "SESSION_COOKIE_SECURE=false\n"  # plain http://localhost
         "PORT=8000\n"  # honcho's base port; web, the first process `make run` starts, gets it
     )
@@ -47,10 +49,11 @@ def main() -> None:
         ("database-url", f"postgresql://postgres@postgres:5432/{PACKAGE}"),
         ("redis-url", "redis://redis:6379/0"),
         ("secret-key", secret_key),
+        ("mfa-encryption-key", mfa_key),
     ):
         (root / ".secrets" / name).write_text(value + "\n")
     print(
-        f"\nCreated {SLUG}/ with a local .env (fresh SECRET_KEY). Next:\n"
+        f"\nCreated {SLUG}/ with a local .env (fresh keys). Next:\n"
         f"  cd {SLUG}\n"
         "  make run     # installs; PostgreSQL and Redis (started if none answer); release; web,\n"
         "               # worker and clock from the Procfile. Ctrl-C stops everything.\n"

@@ -276,9 +276,16 @@ def test_compose_releases_first_then_runs_each_process_with_its_grace(project: P
         assert service["command"] == commands[name], name
         # Secrets as files (compose's `secrets:`), never in the environment.
         environment = service["environment"]
-        assert not {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} & set(environment), name
+        assert not {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "MFA_ENCRYPTION_KEY"} & set(
+            environment
+        ), name
         assert "env_file" not in service, name  # .env holds make run's secrets
-        assert set(service["secrets"]) == {"database_url", "redis_url", "secret_key"}, name
+        assert set(service["secrets"]) == {
+            "database_url",
+            "redis_url",
+            "secret_key",
+            "mfa_encryption_key",
+        }, name
         for secret in service["secrets"]:
             assert environment[f"{secret.upper()}_FILE"] == f"/run/secrets/{secret}", name
         assert service["read_only"] is True
@@ -291,6 +298,7 @@ def test_compose_releases_first_then_runs_each_process_with_its_grace(project: P
     assert urlsplit(files["redis_url"]).hostname == "redis"
     env = dict(line.split("=", 1) for line in (project / ".env").read_text().splitlines())
     assert files["secret_key"] == env["SECRET_KEY"]
+    assert files["mfa_encryption_key"] == env["MFA_ENCRYPTION_KEY"] != env["SECRET_KEY"]
     assert ".secrets/" in (project / ".gitignore").read_text().splitlines()
     assert services["release"]["restart"] == "no"
     assert services["release"]["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -503,11 +511,15 @@ def test_secret_holds_placeholders_that_the_app_refuses(kustomization: dict[str,
         "SECRET_KEY",
         "SECRET_KEY_FALLBACKS",
         "SMTP_URL",
+        "MFA_ENCRYPTION_KEY",
+        "MFA_ENCRYPTION_KEY_FALLBACKS",
     }
     assert values.pop("SECRET_KEY_FALLBACKS") == ""  # none yet: the file exists, empty
+    assert values.pop("MFA_ENCRYPTION_KEY_FALLBACKS") == ""
     for name, value in values.items():
         assert "CHANGE" in value.upper(), f"{name} must be an obvious placeholder"
-    assert len(values["SECRET_KEY"]) < 32, "a placeholder key must fail validation, not be used"
+    for key in ("SECRET_KEY", "MFA_ENCRYPTION_KEY"):
+        assert len(values[key]) < 32, "a placeholder key must fail validation, not be used"
 
 
 def test_pods_are_locked_down(objects: dict[tuple[str, str], dict[str, Any]]) -> None:

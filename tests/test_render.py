@@ -59,8 +59,10 @@ def test_local_env_has_a_fresh_secret_and_is_git_ignored(tmp_path: Path) -> None
     secrets = []
     for project in (first, second):
         env = dict(line.split("=", 1) for line in (project / ".env").read_text().splitlines())
-        assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY"} <= env.keys()
+        assert {"DATABASE_URL", "REDIS_URL", "SECRET_KEY", "MFA_ENCRYPTION_KEY"} <= env.keys()
         assert len(env["SECRET_KEY"]) >= 32
+        assert len(env["MFA_ENCRYPTION_KEY"]) >= 32
+        assert env["MFA_ENCRYPTION_KEY"] != env["SECRET_KEY"]
         secrets.append(env["SECRET_KEY"])
         assert ".env" in (project / ".gitignore").read_text().splitlines()
     assert secrets[0] != secrets[1]

@@ -9,6 +9,7 @@ allows (a session, a change) and the code's use commit together, or neither does
 
 from dataclasses import dataclass
 
+import structlog
 from sqlalchemy import delete, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.exc import ProgrammingError
@@ -17,7 +18,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..models import RecoveryCode, TotpFactor
 from ..schema import schema_behind
 from . import recovery, totp
-from .secretbox import SecretBox
+from .secretbox import SecretBox, Unreadable
+
+log = structlog.get_logger(__name__)
 
 
 def _owner(user_id: int) -> str:
@@ -90,7 +93,12 @@ async def check_totp(
     ).one_or_none()
     if row is None or (row.confirmed_at is None) != confirming:
         return False
-    secret, stale = box.open(row.secret, _owner(user_id))
+    try:
+        secret, stale = box.open(row.secret, _owner(user_id))
+    except Unreadable:
+        # MFA_ENCRYPTION_KEY changed with the old one left out of its fallbacks.
+        log.error("totp secret unreadable: no key opens it", user_id=user_id)
+        return False
     step = totp.matching_step(secret, code)
     if step is None or step <= row.last_step:
         return False

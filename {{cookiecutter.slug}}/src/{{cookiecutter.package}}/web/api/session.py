@@ -134,7 +134,8 @@ async def log_in(
     if new_hash is not None:  # hashed with older parameters: store it with the current ones
         await store_rehash(db, account, new_hash)
     if await factors.second_factor_on(db, account.user_id):
-        # The attempt stays counted until the second factor is given too.
+        # The password was right: its attempt is given back, and each code is counted anew.
+        await throttle.succeeded(login.email, address)
         pending_cookie.set(response, await pending.begin(account.principal))
         response.status_code = 202
         expires_at = datetime.now(UTC) + timedelta(seconds=pending.ttl)
