@@ -8,13 +8,13 @@ with the current key, so once every secret has been used the old key can go.
 
 import os
 from collections.abc import Sequence
-
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.hashes import SHA256
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 NONCE_BYTES = 12
 
@@ -23,15 +23,24 @@ class Unreadable(Exception):
     """No key opens it: the key it was sealed with is neither current nor a fallback."""
 
 
-def _aead(key: str) -> AESGCM:
-    # A purpose of its own: derived from SECRET_KEY it is still not the cookie-signing key.
-    hkdf = HKDF(algorithm=SHA256(), length=32, salt=None, info=b"mfa-secretbox")
-    return AESGCM(hkdf.derive(key.encode()))
-
-
 class SecretBox:
     def __init__(self, keys: Sequence[str]) -> None:
-        self._aeads = [_aead(key) for key in keys]  # the current key first
+        self._keys = list(keys)  # the current key first
+
+    @cached_property
+    def _aeads(self) -> "list[AESGCM]":
+        # Imported at the first use, not at start: cryptography adds 10 MB and 25 ms to every
+        # web process, and only enrolments and logins with a second factor need it.
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+        from cryptography.hazmat.primitives.hashes import SHA256
+        from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+        def derive(key: str) -> bytes:
+            # A purpose of its own: derived from SECRET_KEY it is still not the signing key.
+            hkdf = HKDF(algorithm=SHA256(), length=32, salt=None, info=b"mfa-secretbox")
+            return hkdf.derive(key.encode())
+
+        return [AESGCM(derive(key)) for key in self._keys]
 
     def seal(self, plaintext: bytes, owner: str) -> bytes:
         nonce = os.urandom(NONCE_BYTES)
@@ -39,6 +48,8 @@ class SecretBox:
 
     def open(self, sealed: bytes, owner: str) -> tuple[bytes, bool]:
         """The plaintext, and whether it was sealed with a fallback key (seal it again)."""
+        from cryptography.exceptions import InvalidTag
+
         nonce, ciphertext = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
         for index, aead in enumerate(self._aeads):
             try:
