@@ -84,6 +84,8 @@ def test_missing_config_names_every_variable(kind: str, base_env: dict[str, str]
         ("REDIS_URL", "http://:redis-password-456@cache:6379"),
         ("BROKER_URL", "kafka://user:broker-password-789@mq:9092"),
         ("SECRET_KEY", "short-secret-abc"),
+        ("MFA_ENCRYPTION_KEY", "short-mfa-key-abc"),
+        ("MFA_ENCRYPTION_KEY_FALLBACKS", "k" * 40 + ",short-old-key-abc"),
         ("PORT", "eighty"),
         ("WEB_CONCURRENCY", "0"),
         ("LOG_LEVEL", "LOUD"),
@@ -101,7 +103,8 @@ def test_malformed_config_is_named_without_echoing_secrets(
     assert elapsed < 3
     assert "Traceback" not in output
     assert variable in json.loads(output)["event"]
-    for secret in ("db-password-123", "redis-password-456", "broker-password-789", "short-secret"):
+    secrets = ("db-password-123", "redis-password-456", "broker-password-789", "short-secret")
+    for secret in (*secrets, "short-mfa-key", "short-old-key", "k" * 40):
         assert secret not in output
 
 
