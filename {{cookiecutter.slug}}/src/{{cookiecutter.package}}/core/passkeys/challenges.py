@@ -47,8 +47,8 @@ class Challenges:
         ceremony, or is used or expired. Taken even when the answer then fails: one try each."""
         if not challenge:
             return None
-        value: bytes | None = await self._redis.getdel(self._key(ceremony, challenge))
-        return None if value is None else value.decode()
+        value = await self._redis.getdel(self._key(ceremony, challenge))
+        return value.decode() if isinstance(value, bytes) else value
 
     async def take_for(self, ceremony: Ceremony, challenge: bytes, issued_to: str) -> bool:
         """Use up the challenge; whether it was this ceremony's, issued to `issued_to`."""
