@@ -22,7 +22,7 @@ API = "/api/v1"
 
 
 def one(db: psycopg.Connection[Any], query: str, *params: object) -> Any:
-    row = db.execute(query, params).fetchone()  # type: ignore[arg-type]
+    row = db.execute(query, params).fetchone()
     assert row is not None
     return row
 
