@@ -9,7 +9,7 @@ http://127.0.0.1:OTHER: another host, so another site to the browser.
 
 Chromium is the system's (PLAYWRIGHT_CHROMIUM, or `chromium` on PATH; `apt-get install
 chromium`); Playwright's own browser download is never used. Without one, this module is
-skipped with a single line saying so.
+skipped with a single line saying so; with REQUIRE_BROWSER set (CI), it fails instead.
 """
 
 import os
@@ -23,12 +23,18 @@ import pytest
 
 from .conftest import PASSWORD, Web, free_port, launch, new_email
 
-CHROMIUM = os.environ.get("PLAYWRIGHT_CHROMIUM") or shutil.which("chromium")
+CHROMIUM = (
+    os.environ.get("PLAYWRIGHT_CHROMIUM")
+    or shutil.which("chromium")
+    or shutil.which("google-chrome")  # what a CI runner may ship instead
+)
 if not CHROMIUM:
-    pytest.skip(
-        "no Chromium for the browser tests: apt-get install chromium, or set PLAYWRIGHT_CHROMIUM",
-        allow_module_level=True,
+    message = (
+        "no Chromium for the browser tests: apt-get install chromium, or set PLAYWRIGHT_CHROMIUM"
     )
+    if os.environ.get("REQUIRE_BROWSER"):  # CI: a missing browser is a failure, not a skip
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message, allow_module_level=True)
 
 from playwright.sync_api import Browser, Page, expect, sync_playwright  # noqa: E402
 

@@ -17,6 +17,7 @@ import pytest
 
 from .authenticator import ORIGIN, Authenticator, b64u
 from .conftest import PASSWORD, Web, error
+from .test_admin import users
 
 API = "/api/v1"
 
@@ -295,3 +296,34 @@ def test_the_account_page_runs_under_a_strict_policy(web: Web) -> None:
     # The API keeps its own, stricter policy.
     api = web.client.get(f"{API}/session")
     assert api.headers["content-security-policy"] == "default-src 'none'; frame-ancestors 'none'"
+
+
+def test_mfa_reset_removes_the_passkeys_and_ends_the_sessions(
+    web: Web, migrated: dict[str, str]
+) -> None:
+    email, client, authenticator = with_passkey(web)
+    result = users(migrated, "mfa-reset", email)
+    assert result.returncode == 0, result.stderr
+    line = json.loads(result.stdout.splitlines()[-1])
+    assert line["passkeys_removed"] == 1
+    assert client.get(f"{API}/session").status_code == 401
+    assert passkey_login(web, authenticator).status_code == 401
+    # The password alone logs in again: no second factor is left.
+    login = web.new_client().post(f"{API}/session", json={"email": email, "password": PASSWORD})
+    assert login.status_code == 201, login.text
+
+
+def test_passkey_settings_must_fit_their_origins(migrated: dict[str, str]) -> None:
+    for bad in (
+        {"WEBAUTHN_RP_ID": "example.com"},  # not localhost's parent
+        {"WEBAUTHN_ORIGINS": "http://app.example.com"},  # passkeys need HTTPS there
+        {"WEBAUTHN_ORIGINS": "https://a.example.com", "WEBAUTHN_RP_ID": "b.example.com"},
+    ):
+        result = users({**migrated, **bad}, "list")
+        assert result.returncode == 78, result.stdout + result.stderr
+        assert "WEBAUTHN" in result.stderr or "passkeys" in result.stderr
+    for good in (
+        {"WEBAUTHN_ORIGINS": "https://app.example.com", "WEBAUTHN_RP_ID": "example.com"},
+        {"PUBLIC_URL": "http://devbox.lan:8000"},  # no passkeys there, but the service runs
+    ):
+        assert users({**migrated, **good}, "list").returncode == 0

@@ -410,6 +410,7 @@ class Settings(BaseSettings):
     def _passkeys_fit_their_origins(self) -> "Settings":
         # What a browser would refuse at every ceremony stops the process instead: an RP ID is
         # the origin's host or a parent domain of it, on HTTPS (localhost may use http).
+        # (Origins default to PUBLIC_URL's, whose host is the default RP ID: they always fit.)
         rp_id = self.passkey_rp_id.lower()
         for origin in self.passkey_origins:
             parts = urlsplit(origin)
@@ -420,7 +421,10 @@ class Settings(BaseSettings):
                     f"parent domain of it; {origin} is not (set WEBAUTHN_RP_ID, "
                     "WEBAUTHN_ORIGINS or PUBLIC_URL)"
                 )
-            if parts.scheme != "https" and host != "localhost" and not host.endswith(".localhost"):
+            # Only for origins set on purpose: an http PUBLIC_URL (a LAN host in development)
+            # still starts the service; browsers just offer no passkeys there.
+            insecure = parts.scheme != "https" and host != "localhost"
+            if self.webauthn_origins and insecure and not host.endswith(".localhost"):
                 raise ValueError(
                     f"passkeys need HTTPS (or http://localhost): {origin} will not do "
                     "(set WEBAUTHN_ORIGINS or PUBLIC_URL)"

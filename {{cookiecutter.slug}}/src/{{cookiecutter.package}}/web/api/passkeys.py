@@ -174,7 +174,7 @@ async def list_passkeys(session: CurrentSession, db: DbSession) -> PasskeyList:
     return PasskeyList(items=[PasskeyOut.of(p) for p in await store.of_user(db, session.user_id)])
 
 
-@router.patch("/{passkey_id}", dependencies=[rate_limited])
+@router.patch("/{passkey_id:int}", dependencies=[rate_limited])
 async def rename(
     passkey_id: PasskeyId, body: Rename, session: CurrentSession, db: DbSession
 ) -> PasskeyOut:
@@ -186,7 +186,7 @@ async def rename(
     return out
 
 
-@router.delete("/{passkey_id}", status_code=204, dependencies=[rate_limited])
+@router.delete("/{passkey_id:int}", status_code=204, dependencies=[rate_limited])
 async def remove(
     passkey_id: PasskeyId,
     body: Removal,
