@@ -166,47 +166,6 @@ async def register(
     return out
 
 
-# The account's passkeys.
-
-
-@router.get("")
-async def list_passkeys(session: CurrentSession, db: DbSession) -> PasskeyList:
-    return PasskeyList(items=[PasskeyOut.of(p) for p in await store.of_user(db, session.user_id)])
-
-
-@router.patch("/{passkey_id:int}", dependencies=[rate_limited])
-async def rename(
-    passkey_id: PasskeyId, body: Rename, session: CurrentSession, db: DbSession
-) -> PasskeyOut:
-    passkey = await store.rename(db, session.user_id, passkey_id, body.name)
-    if passkey is None:
-        raise HTTPException(404, "no such passkey")
-    out = PasskeyOut.of(passkey)
-    await db.commit()
-    return out
-
-
-@router.delete("/{passkey_id:int}", status_code=204, dependencies=[rate_limited])
-async def remove(
-    passkey_id: PasskeyId,
-    body: Removal,
-    session: CurrentSession,
-    db: DbSession,
-    engine: DbEngine,
-    hasher: Passwords,
-    sessions: Sessions,
-    throttle: LoginThrottle,
-    address: ClientAddress,
-    celery: CeleryApp,
-    request_id: RequestId,
-) -> None:
-    await check_current_password(session, body.password, db, hasher, throttle, address)
-    if not await store.remove(db, session.user_id, passkey_id):
-        await db.rollback()
-        raise HTTPException(404, "no such passkey")
-    await _changed(session, db, engine, sessions, celery, request_id)
-
-
 # Login with a passkey alone.
 
 
@@ -338,3 +297,45 @@ async def give_second_factor(
     return await begin_session(
         principal, request, response, db, sessions, cookie, throttle, address
     )
+
+
+# The account's passkeys. Declared last: /passkeys/login and /passkeys/second-factor come
+# first in /openapi.json, which the 405's `Allow` reads in order (errors.py).
+
+
+@router.get("")
+async def list_passkeys(session: CurrentSession, db: DbSession) -> PasskeyList:
+    return PasskeyList(items=[PasskeyOut.of(p) for p in await store.of_user(db, session.user_id)])
+
+
+@router.patch("/{passkey_id:int}", dependencies=[rate_limited])
+async def rename(
+    passkey_id: PasskeyId, body: Rename, session: CurrentSession, db: DbSession
+) -> PasskeyOut:
+    passkey = await store.rename(db, session.user_id, passkey_id, body.name)
+    if passkey is None:
+        raise HTTPException(404, "no such passkey")
+    out = PasskeyOut.of(passkey)
+    await db.commit()
+    return out
+
+
+@router.delete("/{passkey_id:int}", status_code=204, dependencies=[rate_limited])
+async def remove(
+    passkey_id: PasskeyId,
+    body: Removal,
+    session: CurrentSession,
+    db: DbSession,
+    engine: DbEngine,
+    hasher: Passwords,
+    sessions: Sessions,
+    throttle: LoginThrottle,
+    address: ClientAddress,
+    celery: CeleryApp,
+    request_id: RequestId,
+) -> None:
+    await check_current_password(session, body.password, db, hasher, throttle, address)
+    if not await store.remove(db, session.user_id, passkey_id):
+        await db.rollback()
+        raise HTTPException(404, "no such passkey")
+    await _changed(session, db, engine, sessions, celery, request_id)
