@@ -56,7 +56,8 @@ def call(method, path, body=None, cookie=None):
     headers = {"Connection": "close", "Content-Type": "application/json"}
     if cookie:
         headers["Cookie"] = cookie
-    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+    payload = json.dumps(body) if body is not None else None
+    conn.request(method, path, body=payload, headers=headers)
     response = conn.getresponse()
     data = response.read()
     cookie = (response.getheader("set-cookie") or "").split(";")[0]
@@ -77,7 +78,8 @@ for n in range(CLIENTS):
     assert status == 201
     authenticator = Authenticator()
     _, options, _ = call("POST", "/api/v1/passkeys/registration/options", cookie=cookie)
-    status, body, _ = call("POST", "/api/v1/passkeys", {"credential": authenticator.create(options)}, cookie)
+    answer = {"credential": authenticator.create(options)}
+    status, body, _ = call("POST", "/api/v1/passkeys", answer, cookie)
     assert status == 201, body
     accounts.append((account, authenticator))
 
@@ -105,7 +107,8 @@ def password(account, authenticator):
 
 def passkey(account, authenticator):
     _, options, _ = call("POST", "/api/v1/passkeys/login/options")
-    status, body, _ = call("POST", "/api/v1/passkeys/login", {"credential": authenticator.get(options)})
+    answer = {"credential": authenticator.get(options)}
+    status, body, _ = call("POST", "/api/v1/passkeys/login", answer)
     assert status == 201, body
 
 print(json.dumps({"password": burst(password, plain), "passkey": burst(passkey, accounts)}))
@@ -158,7 +161,8 @@ def main() -> None:
             "| login | per second |",
             "|---|---|",
             f"| password (argon2id, default parameters) | {rates['password']:.0f} |",
-            f"| passkey alone (options + signed answer, user verified; no password) | {rates['passkey']:.0f} |",
+            "| passkey alone (options + signed answer, user verified; no password) | "
+            f"{rates['passkey']:.0f} |",
             "",
             "Both share the machine with the driver (and whatever else runs: see the load); "
             "compare them with each other, not with other runs.",
