@@ -30,6 +30,7 @@ from ..core.db import create_async_db_engine, session_factory
 from ..core.logging import configure_logging
 from ..core.mfa import factors
 from ..core.models import User
+from ..core.passkeys import store as passkey_store
 from ..core.passwords import Hasher, broken_rule
 from ..core.redis_client import create_redis
 from ..core.sessions import create_session_store
@@ -129,13 +130,20 @@ async def mfa_reset(db: AsyncSession, settings: Settings, email: str) -> None:
     if user is None:
         fail(f"users mfa-reset: no account with the email {email}", EX_DATAERR)
     removed = await factors.remove_all(db, user.id)
+    passkeys_removed = await passkey_store.remove_all(db, user.id)
     redis = create_redis(settings)
     try:
         ended = await create_session_store(settings, redis).end_all(user.id)
     finally:
         await redis.aclose()
     await db.commit()
-    await print_user(db, user, second_factor_removed=removed, sessions_ended=ended)
+    await print_user(
+        db,
+        user,
+        second_factor_removed=removed,
+        passkeys_removed=passkeys_removed,
+        sessions_ended=ended,
+    )
 
 
 async def verify(db: AsyncSession, email: str) -> None:

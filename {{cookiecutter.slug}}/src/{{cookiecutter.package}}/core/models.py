@@ -175,3 +175,24 @@ class RecoveryCode(Base):
     code_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Passkey(Base):
+    """A WebAuthn credential (core/passkeys/): its public key, never anything secret."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    credential_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE, as the authenticator gave it
+    # The WebAuthn user.id the authenticator keeps beside the credential: random, not the email.
+    user_handle: Mapped[bytes] = mapped_column(LargeBinary)
+    sign_count: Mapped[int] = mapped_column(BigInteger, server_default="0")
+    backup_eligible: Mapped[bool] = mapped_column(Boolean)  # may be synced (a multi-device key)
+    backed_up: Mapped[bool] = mapped_column(Boolean)  # is synced now; changes over time
+    transports: Mapped[list[str]] = mapped_column(JSONB, server_default="[]")
+    aaguid: Mapped[str] = mapped_column(String(36))  # the authenticator's model, zeros if unsaid
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -299,6 +299,34 @@ class Settings(BaseSettings):
         description="the name authenticator apps show beside the account",
     )
 
+    # Passkeys (core/passkeys/): where the browser may use them. The RP ID is the domain a
+    # passkey is bound to; the browser refuses one registered elsewhere, and the service refuses
+    # an answer signed for another RP ID or collected on another origin.
+    webauthn_rp_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=253,
+        description="the domain passkeys are bound to: the front end's host or a parent domain "
+        "of it. Default: PUBLIC_URL's host",
+    )
+    webauthn_rp_name: str = Field(
+        {{ cookiecutter.project_name | jsonify }},
+        min_length=1,
+        max_length=64,
+        description="the name a browser shows when it asks to create or use a passkey",
+    )
+    webauthn_origins: Origins = Field(
+        (),
+        description="origins of the pages where passkeys are created and used, comma-separated. "
+        "Default: PUBLIC_URL's origin",
+    )
+    webauthn_challenge_seconds: int = Field(
+        300,
+        ge=30,
+        le=600,
+        description="how long a passkey ceremony may take, from its options to its answer",
+    )
+
     # Mail (factor IV: a backing service like the database, swapped by changing SMTP_URL).
     smtp_url: SmtpUrl = Field(
         SecretStr("smtp://127.0.0.1:1025"),
@@ -366,6 +394,43 @@ class Settings(BaseSettings):
     flags_reload_seconds: Seconds = Field(
         5, description="how often the flag file is checked: the bound on a change taking effect"
     )
+
+    @property
+    def passkey_rp_id(self) -> str:
+        return self.webauthn_rp_id or (urlsplit(self.public_url).hostname or "localhost")
+
+    @property
+    def passkey_origins(self) -> tuple[str, ...]:
+        if self.webauthn_origins:
+            return self.webauthn_origins
+        parts = urlsplit(self.public_url)  # PUBLIC_URL may carry a path; an origin does not
+        return (_origin(f"{parts.scheme}://{parts.netloc}"),)
+
+    @model_validator(mode="after")
+    def _passkeys_fit_their_origins(self) -> "Settings":
+        # What a browser would refuse at every ceremony stops the process instead: an RP ID is
+        # the origin's host or a parent domain of it, on HTTPS (localhost may use http).
+        # (Origins default to PUBLIC_URL's, whose host is the default RP ID: they always fit.)
+        rp_id = self.passkey_rp_id.lower()
+        for origin in self.passkey_origins:
+            parts = urlsplit(origin)
+            host = parts.hostname or ""
+            if host != rp_id and not host.endswith(f".{rp_id}"):
+                raise ValueError(
+                    f"WEBAUTHN_RP_ID {rp_id} must be the host of every passkey origin or a "
+                    f"parent domain of it; {origin} is not (set WEBAUTHN_RP_ID, "
+                    "WEBAUTHN_ORIGINS or PUBLIC_URL)"
+                )
+            # Only for origins set on purpose: an http PUBLIC_URL (a LAN host in development)
+            # still starts the service; browsers just offer no passkeys there.
+            insecure = parts.scheme != "https" and host != "localhost"
+            if self.webauthn_origins and insecure and not host.endswith(".localhost"):
+                raise ValueError(
+                    f"passkeys need HTTPS (or http://localhost): {origin} will not do "
+                    "(set WEBAUTHN_ORIGINS or PUBLIC_URL)"
+                )
+        return self
+
     _env_flags: dict[str, bool] = PrivateAttr(default_factory=dict)
     _secret_files: dict[str, Path] = PrivateAttr(default_factory=dict)
 

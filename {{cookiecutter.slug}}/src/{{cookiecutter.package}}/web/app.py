@@ -21,6 +21,7 @@ from ..core.logging import AccessLog
 from ..core.metrics import HttpMetrics, metrics_endpoint
 from ..core.mfa.pending import create_pending_logins
 from ..core.mfa.secretbox import create_secretbox
+from ..core.passkeys.challenges import create_challenges
 from ..core.passwords import Hasher
 from ..core.redis_client import create_redis
 from ..core.sessions import create_session_store
@@ -35,6 +36,7 @@ from .docs import add_docs
 from .errors import RESPONSES, install_error_handlers
 from .headers import SecurityHeadersMiddleware, security_headers
 from .observe import ObserveMiddleware
+from .page import add_page
 from .ratelimit import create_login_throttle, create_mail_throttle, create_rate_limiter
 from .untraced import UntracedMiddleware, is_untraced
 
@@ -81,6 +83,7 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
                 settings.session_cookie_secure, settings.mfa_pending_seconds, "login-pending"
             ),
             "secretbox": create_secretbox(settings),
+            "passkey_challenges": create_challenges(settings, redis),
         }
         hasher.close()
         flags.close()
@@ -119,7 +122,9 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         app.include_router(router, prefix=api.PREFIX, responses=RESPONSES)
     app.add_api_route("/metrics", metrics_endpoint(registry), include_in_schema=False)
     hsts = settings.session_cookie_secure  # HTTPS only then: see headers.py
-    own_headers = add_docs(app, hsts) if settings.api_docs else {}
+    own_headers = add_page(app, hsts)
+    if settings.api_docs:
+        own_headers |= add_docs(app, hsts)
     install_error_handlers(app)
     # Added last runs first: the cross-origin 403, the body limit's 413 and the deadline's 503 are
     # observed (logged, counted, given a request id) like any answer. One list of origins for

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from ..core.flags import Flags
 from ..core.mfa.pending import PendingLogins
 from ..core.mfa.secretbox import SecretBox
+from ..core.passkeys.challenges import Challenges
 from ..core.passwords import Hasher
 from ..core.sessions import Session, SessionStore
 from ..core.settings import Settings
@@ -86,6 +87,10 @@ async def _secretbox(request: Request) -> SecretBox:
     return request.state.secretbox  # type: ignore[no-any-return]
 
 
+async def _passkey_challenges(request: Request) -> Challenges:
+    return request.state.passkey_challenges  # type: ignore[no-any-return]
+
+
 async def _flags(request: Request) -> Flags:
     return request.state.flags  # type: ignore[no-any-return]
 
@@ -110,6 +115,7 @@ Cookie = Annotated[SessionCookie, Depends(_cookie)]
 PendingCookie = Annotated[SessionCookie, Depends(_pending_cookie)]
 Pending = Annotated[PendingLogins, Depends(_pending_logins)]
 MfaSecrets = Annotated[SecretBox, Depends(_secretbox)]
+PasskeyChallenges = Annotated[Challenges, Depends(_passkey_challenges)]
 ClientAddress = Annotated[str, Depends(_client_address)]
 FeatureFlags = Annotated[Flags, Depends(_flags)]
 

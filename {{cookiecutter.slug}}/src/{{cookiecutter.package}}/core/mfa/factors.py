@@ -10,12 +10,12 @@ allows (a session, a change) and the code's use commit together, or neither does
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import delete, exists, func, insert, select, update
+from sqlalchemy import delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..models import RecoveryCode, TotpFactor
+from ..models import Passkey, RecoveryCode, TotpFactor
 from ..schema import schema_behind
 from . import recovery, totp
 from .secretbox import SecretBox, Unreadable
@@ -34,20 +34,21 @@ class Status:
 
 
 async def second_factor_on(db: AsyncSession, user_id: int) -> bool:
-    """Whether a login of this user must give a second factor after its password.
+    """Whether a login of this user must give a second factor after its password: an active
+    authenticator app, or a passkey (core/passkeys/; one counts as a second factor by itself).
 
-    On a database whose release has not run migration 0006 yet (the Deployments rolled first),
-    the table does not exist, so no one can have enrolled: logins go on as before it."""
-    query = select(
-        exists().where(TotpFactor.user_id == user_id, TotpFactor.confirmed_at.is_not(None))
-    )
-    try:
-        return bool((await db.execute(query)).scalar_one())
-    except ProgrammingError as exc:
-        if not schema_behind(exc):
-            raise
-        await db.rollback()
-        return False
+    On a database whose release has not run migration 0007 (passkeys) or 0006 (TOTP) yet (the
+    Deployments rolled first), a missing table has no rows: logins go on as before it."""
+    totp_on = exists().where(TotpFactor.user_id == user_id, TotpFactor.confirmed_at.is_not(None))
+    passkey = exists().where(Passkey.user_id == user_id)
+    for query in (select(or_(totp_on, passkey)), select(totp_on)):
+        try:
+            return bool((await db.execute(query)).scalar_one())
+        except ProgrammingError as exc:
+            if not schema_behind(exc):
+                raise
+            await db.rollback()
+    return False
 
 
 async def status(db: AsyncSession, user_id: int) -> Status:

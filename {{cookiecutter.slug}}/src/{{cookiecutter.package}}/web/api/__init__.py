@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from . import heartbeats, mfa, notes, recovery, session, sessions, users
+from . import heartbeats, mfa, notes, passkeys, recovery, session, sessions, users
 
 PREFIX = "/api/v1"
 # Included by the app straight under PREFIX: each level of include_router is matched again on
@@ -15,4 +15,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     heartbeats.router,
     recovery.router,
     mfa.router,
+    passkeys.router,
 )

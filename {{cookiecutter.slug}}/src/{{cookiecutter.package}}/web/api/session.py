@@ -77,10 +77,11 @@ async def begin_session(
     db: DbSession,
     store: Sessions,
     cookie: Cookie,
-    throttle: Throttle,
+    throttle: Throttle | None,
     address: str,
 ) -> SessionOut:
-    """Start the session of a login whose factors are all checked (a new id: the old one ends)."""
+    """Start the session of a login whose factors are all checked (a new id: the old one ends).
+    `throttle` gets the attempt back; None for a login that was not counted (a passkey alone)."""
     session, value = await store.start(
         principal.user_id,
         principal.email,
@@ -92,7 +93,8 @@ async def begin_session(
     if not await unchanged(db, principal):
         await store.end(principal.user_id, session.handle)
         raise HTTPException(401, "wrong email or password")
-    await throttle.succeeded(principal.email, address)
+    if throttle is not None:
+        await throttle.succeeded(principal.email, address)
     cookie.set(response, value)
     return SessionOut.of(session)
 
