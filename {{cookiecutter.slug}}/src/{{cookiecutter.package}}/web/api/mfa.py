@@ -82,7 +82,7 @@ async def enrol_totp(
     )
 
 
-async def _changed(
+async def sign_in_changed(
     session: CurrentSession,
     db: DbSession,
     engine: DbEngine,
@@ -111,7 +111,7 @@ async def confirm_totp(
     if not await factors.check_totp(db, box, session.user_id, body.code, confirming=True):
         raise HTTPException(400, "wrong code, or no authenticator being added: start again")
     codes = await factors.replace_recovery_codes(db, session.user_id)
-    await _changed(session, db, engine, store, celery, request_id)
+    await sign_in_changed(session, db, engine, store, celery, request_id)
     return RecoveryCodes(recovery_codes=codes)
 
 
@@ -148,7 +148,7 @@ async def turn_off(
 ) -> None:
     await _password_and_code(body, session, db, box, hasher, throttle, address)
     await factors.remove_all(db, session.user_id)
-    await _changed(session, db, engine, store, celery, request_id)
+    await sign_in_changed(session, db, engine, store, celery, request_id)
 
 
 @router.post("/recovery-codes", dependencies=[rate_limited])
@@ -167,5 +167,5 @@ async def new_recovery_codes(
 ) -> RecoveryCodes:
     await _password_and_code(body, session, db, box, hasher, throttle, address)
     codes = await factors.replace_recovery_codes(db, session.user_id)
-    await _changed(session, db, engine, store, celery, request_id)
+    await sign_in_changed(session, db, engine, store, celery, request_id)
     return RecoveryCodes(recovery_codes=codes)

@@ -42,7 +42,7 @@ from ..deps import (
 )
 from ..ratelimit import rate_limited
 from .fields import RowId, StorableText
-from .mfa import _changed
+from .mfa import sign_in_changed
 from .session import SessionOut, begin_session
 from .users import Password, check_current_password
 
@@ -162,7 +162,7 @@ async def register(
     except store.Duplicate:
         raise HTTPException(409, "this passkey is registered already") from None
     out = PasskeyOut.of(passkey)
-    await _changed(session, db, engine, sessions, celery, request_id)
+    await sign_in_changed(session, db, engine, sessions, celery, request_id)
     return out
 
 
@@ -338,4 +338,4 @@ async def remove(
     if not await store.remove(db, session.user_id, passkey_id):
         await db.rollback()
         raise HTTPException(404, "no such passkey")
-    await _changed(session, db, engine, sessions, celery, request_id)
+    await sign_in_changed(session, db, engine, sessions, celery, request_id)
