@@ -135,6 +135,7 @@ def test_with_a_second_factor_the_password_alone_starts_no_session(web: Web) -> 
     client, answer = enrolled.log_in(web)
     assert answer.status_code == 202, answer.text
     assert answer.json()["mfa_required"] is True
+    assert answer.json()["methods"] == ["totp"]
     assert not session_cookies(client)
     assert client.get("/api/v1/session").status_code == 401
 

@@ -146,6 +146,7 @@ def test_a_password_login_with_a_passkey_on_asks_for_it(web: Web) -> None:
     login = client.post(f"{API}/session", json={"email": email, "password": PASSWORD})
     assert login.status_code == 202, login.text
     assert login.json()["mfa_required"] is True
+    assert login.json()["methods"] == ["passkey"]
     assert client.get(f"{API}/session").status_code == 401  # no session yet
 
     options = client.post(f"{API}/passkeys/second-factor/options")

@@ -8,9 +8,10 @@ allows (a session, a change) and the code's use commit together, or neither does
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import structlog
-from sqlalchemy import delete, exists, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, delete, exists, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as upsert
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +24,9 @@ from .secretbox import SecretBox, Unreadable
 log = structlog.get_logger(__name__)
 
 
+Method = Literal["totp", "passkey"]
+
+
 def _owner(user_id: int) -> str:
     return f"totp:{user_id}"  # what the sealed secret is bound to (secretbox.py)
 
@@ -33,22 +37,29 @@ class Status:
     recovery_codes_left: int
 
 
-async def second_factor_on(db: AsyncSession, user_id: int) -> bool:
-    """Whether a login of this user must give a second factor after its password: an active
-    authenticator app, or a passkey (core/passkeys/; one counts as a second factor by itself).
+async def second_factors(db: AsyncSession, user_id: int) -> list[Method]:
+    """The second factors a password login of this user must give one of: "totp" (an active
+    authenticator app; its recovery codes work too) and "passkey" (core/passkeys/; one counts
+    as a second factor by itself). Empty: the password is enough.
 
     On a database whose release has not run migration 0007 (passkeys) or 0006 (TOTP) yet (the
     Deployments rolled first), a missing table has no rows: logins go on as before it."""
     totp_on = exists().where(TotpFactor.user_id == user_id, TotpFactor.confirmed_at.is_not(None))
     passkey = exists().where(Passkey.user_id == user_id)
-    for query in (select(or_(totp_on, passkey)), select(totp_on)):
+    attempts: tuple[tuple[tuple[Method, ...], tuple[ColumnElement[bool], ...]], ...] = (
+        (("totp", "passkey"), (totp_on, passkey)),
+        (("totp",), (totp_on,)),
+    )
+    for names, columns in attempts:
         try:
-            return bool((await db.execute(query)).scalar_one())
+            row = (await db.execute(select(*columns))).one()
         except ProgrammingError as exc:
             if not schema_behind(exc):
                 raise
             await db.rollback()
-    return False
+            continue
+        return [name for name, on in zip(names, row, strict=True) if on]
+    return []
 
 
 async def status(db: AsyncSession, user_id: int) -> Status:

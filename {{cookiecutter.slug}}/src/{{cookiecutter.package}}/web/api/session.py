@@ -67,6 +67,10 @@ class SessionOut(BaseModel):
 
 class SecondFactorRequired(BaseModel):
     mfa_required: bool = True
+    methods: list[factors.Method] = Field(
+        description="what the account can give: a code (POST /session/mfa; a recovery code "
+        "too) or a passkey (POST /passkeys/second-factor/options)"
+    )
     expires_at: datetime = Field(description="give the second factor before this")
 
 
@@ -135,13 +139,13 @@ async def log_in(
         )
     if new_hash is not None:  # hashed with older parameters: store it with the current ones
         await store_rehash(db, account, new_hash)
-    if await factors.second_factor_on(db, account.user_id):
+    if methods := await factors.second_factors(db, account.user_id):
         # The password was right: its attempt is given back, and each code is counted anew.
         await throttle.succeeded(login.email, address)
         pending_cookie.set(response, await pending.begin(account.principal))
         response.status_code = 202
         expires_at = datetime.now(UTC) + timedelta(seconds=pending.ttl)
-        return SecondFactorRequired(expires_at=expires_at)
+        return SecondFactorRequired(methods=methods, expires_at=expires_at)
     return await begin_session(
         account.principal, request, response, db, store, cookie, throttle, address
     )

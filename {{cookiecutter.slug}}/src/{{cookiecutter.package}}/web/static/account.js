@@ -142,6 +142,10 @@ async function loggedIn(result) {
     await refresh();
   } else if (result.status === 202 && result.data && result.data.mfa_required) {
     say("Password accepted: a second factor is needed.");
+    // Offer only what the account has: a code (authenticator or recovery), a passkey, or both.
+    const methods = result.data.methods || [];
+    $("code").hidden = !methods.includes("totp");
+    $("second-factor-passkey").hidden = !methods.includes("passkey");
     show("second-factor");
   } else {
     say(problem(result));
