@@ -46,5 +46,8 @@ def test_every_operation_withstands_the_fuzzer(start: Callable[..., Any], tmp_pa
     operations = run["operations"]
     assert operations["tested"] == operations["total"] >= 8, operations
     assert run["phases"]["fuzzing"]["status"] == run["phases"]["stateful"]["status"] == "success"
-    assert not run["warnings"]["missing_auth"], "the fuzzer could not log in"
+    # Its session cannot open these: they answer a login that owes a second factor (its own
+    # cookie, from a password login of an account with one), which the fuzzer never has.
+    pending_only = {"POST /api/v1/passkeys/second-factor/options"}
+    assert not set(run["warnings"]["missing_auth"]) - pending_only, "the fuzzer could not log in"
     print(f"fuzzer: {run['test_cases']['generated']} cases in {run['running_time']:.1f} s")
