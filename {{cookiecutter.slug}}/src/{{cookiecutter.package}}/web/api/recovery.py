@@ -10,7 +10,7 @@ requests are throttled per address and per client address. The links carry a one
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -32,8 +32,9 @@ from ..deps import (
 )
 from ..ratelimit import rate_limited
 from .users import Email, check_rules
+from .routers import api_router
 
-router = APIRouter(tags=["recovery"])
+router = api_router(tag="recovery")
 
 Token = Annotated[str, Field(min_length=1, max_length=100)]
 

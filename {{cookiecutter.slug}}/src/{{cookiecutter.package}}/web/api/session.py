@@ -7,7 +7,7 @@ How a login stays correct beside a password change or a disable: core/accounts.p
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...core.accounts import credentials, store_rehash, unchanged
@@ -24,8 +24,9 @@ from ..deps import (
 )
 from ..ratelimit import rate_limited
 from .fields import StorableText
+from .routers import api_router
 
-router = APIRouter(prefix="/session", tags=["session"])
+router = api_router("/session", tag="session")
 
 
 class Login(BaseModel):
