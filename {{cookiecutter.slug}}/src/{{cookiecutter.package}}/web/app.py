@@ -98,6 +98,8 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         # process; metrics are Prometheus's (core/metrics.py), log lines structlog's.
         telemetry={
             "tracing": tracing is not None,
+            # Given, not looked up: FastAPI asks OpenTelemetry for the global one twice a request.
+            "tracer_provider": tracing.provider if tracing is not None else None,
             "operation_spans": False,
             "metrics": False,
             "logs": False,
