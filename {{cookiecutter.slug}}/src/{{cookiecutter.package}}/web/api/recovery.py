@@ -31,8 +31,8 @@ from ..deps import (
     Sessions,
 )
 from ..ratelimit import rate_limited
-from .users import Email, check_rules
 from .routers import api_router
+from .users import Email, check_rules
 
 router = api_router(tag="recovery")
 
