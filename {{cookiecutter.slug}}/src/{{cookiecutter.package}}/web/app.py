@@ -110,9 +110,10 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
     registry = CollectorRegistry()
     # One flat list of routes, matched in order, the most requested first. The routers' routes
     # are added as the app's own rather than by include_router, whose routes FastAPI matches
-    # through layers of its own, twice per request (a tenth of a session read's CPU, bench/).
-    # Their paths, tags and errors are complete already (api/routers.py). One consequence:
-    # app.dependency_overrides does not reach them; the tests run the real dependencies.
+    # through layers of its own, twice per request: finding GET /api/v1/session took 40 µs
+    # that way and takes 7 µs now (the whole read: about 390 µs). Their paths, tags and errors are
+    # complete already (api/routers.py). One consequence: app.dependency_overrides does not
+    # reach them; the tests run the real dependencies.
     app.router.routes.insert(0, health.livez_route())
     for router in (*api.ROUTERS, health.router):
         app.router.routes.extend(router.routes)
