@@ -19,6 +19,8 @@ import socket
 import threading
 from typing import Any
 
+import redis
+import redis.asyncio
 import structlog
 from celery import current_app, signals
 from opentelemetry import trace
@@ -113,6 +115,31 @@ class _CeleryInstrumentor(CeleryInstrumentor):
         super()._trace_after_publish(*args, **self._with_task(kwargs))  # type: ignore[no-untyped-call]
 
 
+def _only_when_recording(cls: type, name: str) -> None:
+    """Let the instrumented method `cls.name` run only inside a span that is recorded."""
+    traced = getattr(cls, name)  # the instrumentation's wrapper; the original is its __wrapped__
+    plain = traced.__wrapped__
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if trace.get_current_span().is_recording():
+            return traced.__get__(self, cls)(*args, **kwargs)
+        return plain(self, *args, **kwargs)
+
+    setattr(cls, name, method)
+
+
+def _trace_redis(provider: TracerProvider) -> None:
+    """redis-py's calls, as spans under the span they are made in.
+
+    The instrumentation formats each command and asks the sampler before it can know that a
+    call inside a request or task that is not sampled makes no span: there, and outside any
+    span, redis-py is called directly. A pipeline is traced as before.
+    """
+    RedisInstrumentor().instrument(tracer_provider=provider)
+    _only_when_recording(redis.Redis, "execute_command")
+    _only_when_recording(redis.asyncio.Redis, "execute_command")
+
+
 def _tag_task(task: Any, **_: Any) -> None:
     # Connected after the instrumentation's own task_prerun handler: its run span is current.
     request_id = getattr(task.request, REQUEST_ID, None)
@@ -136,7 +163,7 @@ class Tracing:
         _CeleryInstrumentor().instrument(tracer_provider=self.provider)
         signals.task_prerun.connect(_tag_task, weak=False)
         if redis:
-            RedisInstrumentor().instrument(tracer_provider=self.provider)
+            _trace_redis(self.provider)
 
     def instrument_engine(self, engine: Engine) -> None:
         """Trace this engine's statements (of an AsyncEngine: pass its `sync_engine`)."""

@@ -4,11 +4,15 @@ out forever.
 Late acknowledgement brings a task back whenever its worker dies before finishing (core/broker.py):
 right for a worker lost once, but a task that itself kills its worker (memory exhausted, the hard
 time limit, a crash in a C extension) would come back, kill the next one, and so on without end.
-Each delivery is counted here, in Redis, atomically (INCR), per task id and retry number: a retry
-is a new message and starts again at 1, a redelivery of the same message adds one. The count is
-taken before the task's body runs, so it survives the SIGKILL it is there for. Past
-TASK_MAX_DELIVERIES the task is not run again: it fails with TooManyDeliveries and is
-dead-lettered like any other failure (tasks.py), where an operator can look at it and redrive it.
+Only a message the broker hands out again is counted: both brokers mark it `redelivered` (Redis
+when it restores an unacknowledged message, RabbitMQ when a consumer's connection dropped), so a
+first delivery, nearly every task, costs no Redis call at all. Each redelivery is counted here,
+in Redis, atomically (INCR), per task id and retry number: a retry is a new message and starts
+again at 1. The count is taken before the task's body runs, so it survives the SIGKILL it is
+there for. Past TASK_MAX_DELIVERIES the task is not run again: it fails with TooManyDeliveries
+and is dead-lettered like any other failure (tasks.py), where an operator can look at it and
+redrive it. A message restored before it ever ran (a worker stopped with it prefetched) has its
+first delivery counted all the same: at most one death too many is assumed, never one too few.
 """
 
 import contextlib
@@ -37,12 +41,13 @@ class Deliveries:
         return f"{self.namespace}:deliveries:{task_id}:{retries}"
 
     def arrived(self, task_id: str, retries: int) -> None:
-        """Count this delivery; raise TooManyDeliveries when it is one too many."""
+        """Count this redelivery; raise TooManyDeliveries when it is one too many."""
         key = self._key(task_id, retries)
         with self.client.pipeline(transaction=True) as pipe:
             pipe.incr(key)
             pipe.expire(key, COUNT_TTL_SECONDS)
-            count, _ = pipe.execute()
+            redeliveries, _ = pipe.execute()
+        count = redeliveries + 1  # and the first delivery, which no one counted
         if count > self.limit:
             self.client.delete(key)  # a redrive of the dead letter starts counting afresh
             raise TooManyDeliveries(

@@ -50,13 +50,18 @@ class ReliableTask(Task):  # type: ignore[misc]
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         task_id, retries = self.request.id, self.request.retries
+        # Only a message handed out again is counted (deliveries.py); called in-process, a task
+        # has neither an id nor delivery info.
+        counted = task_id is not None and bool(
+            (self.request.delivery_info or {}).get("redelivered")
+        )
         try:
-            if task_id is not None:  # None: called in-process, not delivered
+            if counted:
                 self.app.deliveries.arrived(task_id, retries)  # TooManyDeliveries: dead letter
             try:
                 return super().__call__(*args, **kwargs)
             finally:
-                if task_id is not None:
+                if counted:
                     self.app.deliveries.finished(task_id, retries)
         except Exception as exc:
             if not isinstance(exc, self.transient) and not schema_behind(exc):

@@ -28,11 +28,19 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        announced = False
         for name, value in scope["headers"]:
-            # uvicorn has already refused a Content-Length that is not a number.
-            if name == b"content-length" and int(value) > self.max_bytes:
-                await send_json_error(send, scope, 413, BodyTooLarge(self.max_bytes).detail)
-                return
+            if name == b"content-length":
+                # uvicorn has already refused a Content-Length that is not a number.
+                if int(value) > self.max_bytes:
+                    await send_json_error(send, scope, 413, BodyTooLarge(self.max_bytes).detail)
+                    return
+                announced = True
+            elif name == b"transfer-encoding":
+                announced = True
+        if not announced:  # neither header: the request has no body (RFC 9112, 6.3) to count
+            await self.app(scope, receive, send)
+            return
 
         received = 0
         started = False

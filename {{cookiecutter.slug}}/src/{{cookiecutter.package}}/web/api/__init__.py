@@ -3,13 +3,14 @@
 from fastapi import APIRouter
 
 from . import heartbeats, mfa, notes, passkeys, recovery, session, sessions, users
+from .routers import PREFIX
 
-PREFIX = "/api/v1"
-# Included by the app straight under PREFIX: each level of include_router is matched again on
-# every request, so the hot paths stay one level deep.
+__all__ = ["PREFIX", "ROUTERS"]
+
+# Matched in this order on every request: the most requested paths first.
 ROUTERS: tuple[APIRouter, ...] = (
-    notes.router,
     session.router,
+    notes.router,
     sessions.router,
     users.router,
     heartbeats.router,

@@ -3,14 +3,15 @@
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import Query
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
 from ...core.models import Heartbeat
 from ..deps import DbSession
+from .routers import api_router
 
-router = APIRouter(prefix="/heartbeats", tags=["heartbeats"])
+router = api_router("/heartbeats", tag="heartbeats")
 
 
 class HeartbeatOut(BaseModel):

@@ -7,7 +7,7 @@ code: a stolen session alone can do neither. Each of these ends the account's ot
 mails the owner a notice.
 """
 
-from fastapi import APIRouter, HTTPException
+from fastapi import HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...core.mail import outbox
@@ -26,9 +26,10 @@ from ..deps import (
     Sessions,
 )
 from ..ratelimit import rate_limited
+from .routers import api_router
 from .users import Password, check_current_password
 
-router = APIRouter(prefix="/mfa", tags=["second factor"])
+router = api_router("/mfa", tag="second factor")
 
 NOTICE = "sign-in-changed"  # the mail each change sends (core/mail/templates/)
 

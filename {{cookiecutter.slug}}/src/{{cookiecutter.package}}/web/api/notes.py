@@ -13,7 +13,7 @@ from typing import Annotated, Protocol
 
 import structlog
 from celery import Celery
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam, insert, select
 from sqlalchemy.orm import undefer
@@ -24,8 +24,9 @@ from ...core.models import Note
 from ..deps import CeleryApp, CurrentSession, DbEngine, DbSession, FeatureFlags, RequestId
 from ..ratelimit import rate_limited
 from .fields import RowId, StorableText
+from .routers import api_router
 
-router = APIRouter(prefix="/notes", tags=["notes"])
+router = api_router("/notes", tag="notes")
 log = structlog.get_logger(__name__)
 
 

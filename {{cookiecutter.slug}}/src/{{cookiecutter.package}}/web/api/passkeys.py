@@ -18,7 +18,7 @@ import hashlib
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response
+from fastapi import HTTPException, Path, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from ...core.models import Passkey
@@ -43,10 +43,11 @@ from ..deps import (
 from ..ratelimit import rate_limited
 from .fields import RowId, StorableText
 from .mfa import sign_in_changed
+from .routers import api_router
 from .session import SessionOut, begin_session
 from .users import Password, check_current_password
 
-router = APIRouter(prefix="/passkeys", tags=["passkeys"])
+router = api_router("/passkeys", tag="passkeys")
 
 Name = Annotated[
     StorableText, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)

@@ -10,7 +10,7 @@ requests are throttled per address and per client address. The links carry a one
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -31,9 +31,10 @@ from ..deps import (
     Sessions,
 )
 from ..ratelimit import rate_limited
+from .routers import api_router
 from .users import Email, check_rules
 
-router = APIRouter(tags=["recovery"])
+router = api_router(tag="recovery")
 
 Token = Annotated[str, Field(min_length=1, max_length=100)]
 

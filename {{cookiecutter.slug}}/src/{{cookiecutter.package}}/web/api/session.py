@@ -12,7 +12,7 @@ wrong passwords.
 
 from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, HTTPException, Request, Response
+from fastapi import HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...core.accounts import Principal, credentials, store_rehash, unchanged
@@ -33,8 +33,9 @@ from ..deps import (
 )
 from ..ratelimit import Throttle, rate_limited
 from .fields import StorableText
+from .routers import api_router
 
-router = APIRouter(prefix="/session", tags=["session"])
+router = api_router("/session", tag="session")
 
 
 class Login(BaseModel):

@@ -3,13 +3,14 @@
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import HTTPException, Path
 from pydantic import BaseModel, Field
 
 from ..deps import CurrentSession, Sessions
 from ..ratelimit import rate_limited
+from .routers import api_router
 
-router = APIRouter(prefix="/sessions", tags=["session"])
+router = api_router("/sessions", tag="session")
 
 
 class SessionInfo(BaseModel):

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException
+from fastapi import HTTPException
 from fastapi.exceptions import RequestValidationError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -24,8 +24,9 @@ from ..deps import (
     Sessions,
 )
 from ..ratelimit import rate_limited
+from .routers import api_router
 
-router = APIRouter(prefix="/users", tags=["accounts"])
+router = api_router("/users", tag="accounts")
 
 Email = Annotated[
     str,
