@@ -7,6 +7,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -250,17 +251,23 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(
     migrated: dict[str, str], db: psycopg.Connection[Any]
 ) -> None:
     letter_id = dead_letter(db)
-    one_line_error(jobs(migrated, "dead", "purge", "--older-than", "a while"), "duration")
-    one_line_error(jobs(migrated, "dead", "purge"), "--older-than")
-    one_line_error(jobs(migrated, "dead", "list", "--since", "yesterday"), "yesterday")
-    one_line_error(jobs(migrated, "dead", "list", "--limit", "0"), "--limit")
-    one_line_error(jobs(migrated, "dead", "redrive"), "--all")
-    one_line_error(jobs(migrated, "dead", "redrive", str(letter_id), "--all"), "--all")
-    one_line_error(jobs(migrated, "dead", "redrive", "2147483000"), "2147483000")
-    one_line_error(jobs(migrated, "dead", "redrive", "abc"), "abc")
-    one_line_error(jobs(migrated, "dead", "redrive", str(letter_id), "--task", "x"), "--task")
-    one_line_error(jobs(migrated, "dead", "frobnicate"))
-    one_line_error(jobs(migrated, "frobnicate"))
+    wrong = {  # each command, and what its one line must name
+        ("dead", "purge", "--older-than", "a while"): "duration",
+        ("dead", "purge"): "--older-than",
+        ("dead", "list", "--since", "yesterday"): "yesterday",
+        ("dead", "list", "--limit", "0"): "--limit",
+        ("dead", "redrive"): "--all",
+        ("dead", "redrive", str(letter_id), "--all"): "--all",
+        ("dead", "redrive", "2147483000"): "2147483000",
+        ("dead", "redrive", "abc"): "abc",
+        ("dead", "redrive", str(letter_id), "--task", "x"): "--task",
+        ("dead", "frobnicate"): "",
+        ("frobnicate",): "",
+    }
+    with ThreadPoolExecutor(4) as pool:  # eleven processes that need nothing of each other
+        ran = pool.map(lambda args: jobs(migrated, *args), wrong)
+    for result, word in zip(ran, wrong.values(), strict=True):
+        one_line_error(result, word)
     assert db.execute(
         "SELECT redriven_at FROM dead_letters WHERE id = %s", [letter_id]
     ).fetchone() == (None,)

@@ -5,6 +5,7 @@ module adds what only a worker has: its log lines per task, its metrics and its 
 """
 
 import logging
+import os
 import sys
 import time
 from functools import cached_property
@@ -286,7 +287,10 @@ def main() -> None:
     connect_redrive_outcomes(app)
     connect_tracing(app)
     serve_metrics(app)
+    # The node name carries the pid: on RabbitMQ each node's control queue is exclusive to its
+    # name (celery@<host> by default), so a second worker on one host would stop at start.
+    node = f"worker{os.getpid()}@%h"
     # SIGTERM is Celery's warm shutdown: running tasks finish, then the process exits 0.
     # app.start, unlike app.worker_main, returns the worker's exit code.
-    argv = ["--quiet", "worker", f"--loglevel={settings.log_level}"]
+    argv = ["--quiet", "worker", f"--loglevel={settings.log_level}", f"--hostname={node}"]
     sys.exit(app.start([*argv, "--without-gossip", "--without-mingle"]))
