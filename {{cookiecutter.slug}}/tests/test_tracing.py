@@ -116,7 +116,10 @@ def test_request_and_its_task_are_one_trace_with_their_sql_and_redis_calls(
     # The log lines of both processes carry the trace id, and the span each was written in.
     [access] = [r for r in web.records() if r.get("request_id") == "req-trace-0001"]
     assert (access["trace_id"], access["span_id"]) == (server.trace_id, server.span_id)
-    [done] = [r for r in worker.records() if r["event"] == "note enriched"]
+    # This note's line: the queue is the session's, and may hold an earlier test's task.
+    [done] = [
+        r for r in worker.records() if r["event"] == "note enriched" and r["note_id"] == note_id
+    ]
     assert (done["trace_id"], done["span_id"]) == (run.trace_id, run.span_id)
     task_lines = [r for r in worker.records() if r.get("task_id") == done["task_id"]]
     in_span = [r for r in task_lines if r["event"] != "task received"]  # the consumer's line
