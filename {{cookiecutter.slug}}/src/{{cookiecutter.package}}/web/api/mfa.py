@@ -7,7 +7,10 @@ code: a stolen session alone can do neither. Each of these ends the account's ot
 mails the owner a notice.
 """
 
-from fastapi import HTTPException
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, HTTPException
 from pydantic import BaseModel, ConfigDict, Field
 
 from ...core.mail import outbox
@@ -83,19 +86,30 @@ async def enrol_totp(
     )
 
 
-async def sign_in_changed(
+SignInChange = Callable[[], Awaitable[None]]
+
+
+async def _sign_in_changed(
     session: CurrentSession,
     db: DbSession,
     engine: DbEngine,
     store: Sessions,
     celery: CeleryApp,
     request_id: RequestId,
-) -> None:
-    """Commit a change of sign-in methods: the other sessions end, the owner is told."""
-    notice = await outbox.add(db, NOTICE, session.email, session.user_id)
-    await store.end_all(session.user_id, keep=session.handle)
-    await db.commit()
-    await outbox.enqueue(engine, celery, [notice], request_id)
+) -> SignInChange:
+    """`await changed()`: commit a change of sign-in methods; the other sessions end, the owner
+    is told."""
+
+    async def changed() -> None:
+        notice = await outbox.add(db, NOTICE, session.email, session.user_id)
+        await store.end_all(session.user_id, keep=session.handle)
+        await db.commit()
+        await outbox.enqueue(engine, celery, [notice], request_id)
+
+    return changed
+
+
+SignInChanged = Annotated[SignInChange, Depends(_sign_in_changed)]
 
 
 @router.post("/totp/confirm", dependencies=[rate_limited])
@@ -103,16 +117,13 @@ async def confirm_totp(
     body: Code,
     session: CurrentSession,
     db: DbSession,
-    engine: DbEngine,
     box: MfaSecrets,
-    store: Sessions,
-    celery: CeleryApp,
-    request_id: RequestId,
+    changed: SignInChanged,
 ) -> RecoveryCodes:
     if not await factors.check_totp(db, box, session.user_id, body.code, confirming=True):
         raise HTTPException(400, "wrong code, or no authenticator being added: start again")
     codes = await factors.replace_recovery_codes(db, session.user_id)
-    await sign_in_changed(session, db, engine, store, celery, request_id)
+    await changed()
     return RecoveryCodes(recovery_codes=codes)
 
 
@@ -138,18 +149,15 @@ async def turn_off(
     body: PasswordAndCode,
     session: CurrentSession,
     db: DbSession,
-    engine: DbEngine,
     box: MfaSecrets,
     hasher: Passwords,
-    store: Sessions,
     throttle: LoginThrottle,
     address: ClientAddress,
-    celery: CeleryApp,
-    request_id: RequestId,
+    changed: SignInChanged,
 ) -> None:
     await _password_and_code(body, session, db, box, hasher, throttle, address)
     await factors.remove_all(db, session.user_id)
-    await sign_in_changed(session, db, engine, store, celery, request_id)
+    await changed()
 
 
 @router.post("/recovery-codes", dependencies=[rate_limited])
@@ -157,16 +165,13 @@ async def new_recovery_codes(
     body: PasswordAndCode,
     session: CurrentSession,
     db: DbSession,
-    engine: DbEngine,
     box: MfaSecrets,
     hasher: Passwords,
-    store: Sessions,
     throttle: LoginThrottle,
     address: ClientAddress,
-    celery: CeleryApp,
-    request_id: RequestId,
+    changed: SignInChanged,
 ) -> RecoveryCodes:
     await _password_and_code(body, session, db, box, hasher, throttle, address)
     codes = await factors.replace_recovery_codes(db, session.user_id)
-    await sign_in_changed(session, db, engine, store, celery, request_id)
+    await changed()
     return RecoveryCodes(recovery_codes=codes)

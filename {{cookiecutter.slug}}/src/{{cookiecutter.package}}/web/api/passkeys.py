@@ -14,7 +14,6 @@ request sends back the browser's answer, `PublicKeyCredential.toJSON()`, to be c
   must not strip the account's strongest factor. Both end the account's other sessions.
 """
 
-import hashlib
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -26,25 +25,22 @@ from ...core.passkeys import ceremony, store
 from ...core.passkeys.challenges import Ceremony
 from ..deps import (
     AppSettings,
-    CeleryApp,
     ClientAddress,
     Cookie,
     CurrentSession,
-    DbEngine,
     DbSession,
     LoginThrottle,
     PasskeyChallenges,
     Passwords,
     Pending,
     PendingCookie,
-    RequestId,
     Sessions,
 )
 from ..ratelimit import rate_limited
 from .fields import RowId, StorableText
-from .mfa import sign_in_changed
+from .mfa import SignInChanged
 from .routers import api_router
-from .session import SessionOut, begin_session
+from .session import SessionOut, begin_session, waiting_login
 from .users import Password, check_current_password
 
 router = api_router("/passkeys", tag="passkeys")
@@ -111,11 +107,6 @@ Options = dict[str, Any]
 NOT_ACCEPTED = "passkey not accepted"  # one answer for every failed login: it tells nothing
 
 
-def _pending_binding(token: str) -> str:
-    # A challenge for a second factor belongs to one pending login (never the token itself).
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 # Registration (logged in).
 
 
@@ -139,12 +130,9 @@ async def register(
     body: NewPasskey,
     session: CurrentSession,
     db: DbSession,
-    engine: DbEngine,
     settings: AppSettings,
     challenges: PasskeyChallenges,
-    sessions: Sessions,
-    celery: CeleryApp,
-    request_id: RequestId,
+    changed: SignInChanged,
 ) -> PasskeyOut:
     try:
         parsed, challenge = ceremony.parse_registration(body.credential)
@@ -163,7 +151,7 @@ async def register(
     except store.Duplicate:
         raise HTTPException(409, "this passkey is registered already") from None
     out = PasskeyOut.of(passkey)
-    await sign_in_changed(session, db, engine, sessions, celery, request_id)
+    await changed()
     return out
 
 
@@ -249,15 +237,12 @@ async def second_factor_options(
 ) -> Options:
     """Options for `navigator.credentials.get()` listing the account's passkeys, for the login
     waiting for its second factor (the pending-login cookie)."""
-    token = pending_cookie.read(request)
-    principal = await pending.get(token)
-    if token is None or principal is None:
-        raise HTTPException(401, "no login is waiting for a second factor: log in again")
-    allowed = await store.credentials_of(db, principal.user_id)
+    waiting = await waiting_login(request, pending, pending_cookie)
+    allowed = await store.credentials_of(db, waiting.principal.user_id)
     await db.close()
     if not allowed:
         raise HTTPException(409, "this account has no passkey: give a code instead")
-    challenge = await challenges.issue(Ceremony.SECOND_FACTOR, _pending_binding(token))
+    challenge = await challenges.issue(Ceremony.SECOND_FACTOR, waiting.binding)
     return ceremony.authentication_options(settings, challenge, allowed)
 
 
@@ -276,10 +261,8 @@ async def give_second_factor(
     pending: Pending,
     pending_cookie: PendingCookie,
 ) -> SessionOut:
-    token = pending_cookie.read(request)
-    principal = await pending.get(token)
-    if token is None or principal is None:
-        raise HTTPException(401, "no login is waiting for a second factor: log in again")
+    waiting = await waiting_login(request, pending, pending_cookie)
+    principal = waiting.principal
     await throttle.attempt(principal.email, address)  # as a wrong code counts (session.py)
     await _verified(
         body,
@@ -287,14 +270,10 @@ async def give_second_factor(
         settings,
         challenges,
         Ceremony.SECOND_FACTOR,
-        _pending_binding(token),
+        waiting.binding,
         user_id=principal.user_id,
     )
-    if not await pending.finish(token):  # one pending login, one session
-        await db.rollback()
-        raise HTTPException(401, "no login is waiting for a second factor: log in again")
-    await db.commit()
-    pending_cookie.clear(response)
+    await waiting.end(response, db)
     return await begin_session(
         principal, request, response, db, sessions, cookie, throttle, address
     )
@@ -327,16 +306,13 @@ async def remove(
     body: Removal,
     session: CurrentSession,
     db: DbSession,
-    engine: DbEngine,
     hasher: Passwords,
-    sessions: Sessions,
     throttle: LoginThrottle,
     address: ClientAddress,
-    celery: CeleryApp,
-    request_id: RequestId,
+    changed: SignInChanged,
 ) -> None:
     await check_current_password(session, body.password, db, hasher, throttle, address)
     if not await store.remove(db, session.user_id, passkey_id):
         await db.rollback()
         raise HTTPException(404, "no such passkey")
-    await sign_in_changed(session, db, engine, sessions, celery, request_id)
+    await changed()

@@ -10,14 +10,19 @@ recovery code, then starts the session. Wrong codes count against the same accou
 wrong passwords.
 """
 
+import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from fastapi import HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ...core.accounts import Principal, credentials, store_rehash, unchanged
 from ...core.mfa import factors
+from ...core.mfa.pending import PendingLogins
 from ...core.sessions import Session
+from ..cookie import SessionCookie
 from ..deps import (
     AppSettings,
     ClientAddress,
@@ -152,6 +157,45 @@ async def log_in(
     )
 
 
+NO_LOGIN_WAITING = "no login is waiting for a second factor: log in again"
+
+
+@dataclass(frozen=True, slots=True)
+class WaitingLogin:
+    """The login this client's pending cookie names, which owes its second factor."""
+
+    principal: Principal
+    token: str
+    _pending: PendingLogins
+    _cookie: SessionCookie
+
+    @property
+    def binding(self) -> str:
+        # What a challenge for this login is bound to: never the token itself.
+        return hashlib.sha256(self.token.encode()).hexdigest()
+
+    async def end(self, response: Response, db: AsyncSession) -> None:
+        """Once its factor passed (and was used in `db`'s transaction): one pending login, one
+        session, so of two concurrent answers one wins and the other's use rolls back."""
+        if not await self._pending.finish(self.token):
+            await db.rollback()
+            raise HTTPException(401, NO_LOGIN_WAITING)
+        await db.commit()
+        self._cookie.clear(response)
+
+
+async def waiting_login(
+    request: Request, pending: PendingLogins, pending_cookie: SessionCookie
+) -> WaitingLogin:
+    """Called in the route, after its body is checked: a bad body is a 422 with or without a
+    pending login."""
+    token = pending_cookie.read(request)
+    principal = await pending.get(token)
+    if token is None or principal is None:
+        raise HTTPException(401, NO_LOGIN_WAITING)
+    return WaitingLogin(principal, token, pending, pending_cookie)
+
+
 class SecondFactor(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -174,20 +218,13 @@ async def give_second_factor(
     pending: Pending,
     pending_cookie: PendingCookie,
 ) -> SessionOut:
-    token = pending_cookie.read(request)
-    principal = await pending.get(token)
-    if token is None or principal is None:
-        raise HTTPException(401, "no login is waiting for a second factor: log in again")
+    waiting = await waiting_login(request, pending, pending_cookie)
+    principal = waiting.principal
     await throttle.attempt(principal.email, address)  # a wrong code counts as a wrong password
     if not await factors.check_code(db, box, principal.user_id, body.code):
         await db.rollback()
         raise HTTPException(401, "wrong code")
-    # The pending login ends as the code is used: one of two concurrent codes wins.
-    if not await pending.finish(token):
-        await db.rollback()
-        raise HTTPException(401, "no login is waiting for a second factor: log in again")
-    await db.commit()
-    pending_cookie.clear(response)
+    await waiting.end(response, db)
     return await begin_session(principal, request, response, db, store, cookie, throttle, address)
 
 
