@@ -1,0 +1,187 @@
+"""Instructions per request of the generated web and of bench/baseline.py, counted by callgrind.
+
+    .venv/bin/python bench/instructions.py    # about 8 minutes on 2 cores -> bench/INSTRUCTIONS.md
+
+run.py's CPU time per request moves with whatever else the machine does; an instruction count
+does not: the same code, inputs and environment count the same however loaded the machine is.
+So this is the figure to compare two versions of the code on a busy machine, and the one to
+bisect a regression with. It leaves out the kernel (socket reads and writes, the same calls on
+both sides here) and time lost to cache misses, so its bare / generated ratio is lower than
+run.py's CPU ratio: read it as a direction, and run.py on a quiet machine for the verdict.
+
+Renders and installs the template as run.py does, migrates a fresh database, makes an account,
+its session and a note with a plain web process, then runs each server under
+`valgrind --tool=callgrind` with counting off. Each endpoint is requested `--warmup` times on one
+keep-alive connection, counting is switched on for `--requests` more, then off, and the count is
+divided by those requests. Needs valgrind (`apt-get install -y valgrind`).
+"""
+
+import argparse
+import os
+import socket
+import subprocess
+import tempfile
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from run import (
+    BENCH_DIR,
+    PACKAGE,
+    PG_ARGS,
+    Project,
+    baseline_args,
+    claim_redis_db,
+    create_session,
+    free_port,
+    log,
+    machine,
+    post_notes,
+    release_redis_db,
+    render_and_install,
+    running,
+    service_env,
+    start,
+    wait_ready,
+    web_args,
+)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    name: str
+    generated: str  # its path on the generated web
+    bare: str  # and on baseline.py
+
+
+@dataclass
+class Options:
+    requests: int
+    warmup: int
+    redis_db: int
+    output: Path
+    session_key: str = ""
+
+
+def keep_alive_gets(port: int, path: str, cookie: str, count: int) -> bytes:
+    """`count` GETs of `path`, one after the other on one connection; the last body."""
+    request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: {cookie}\r\n\r\n".encode()
+    body = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+        answers = sock.makefile("rb")
+        for _ in range(count):
+            sock.sendall(request)
+            length = 0
+            while (line := answers.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            body = answers.read(length)
+    return body
+
+
+def counted(project: Project, args: list[str], path: str, cookie: str, opts: Options) -> float:
+    """Instructions per request of `path` on the server `args` starts, under callgrind."""
+    port = free_port()
+    out = project.logs / f"callgrind.{port}"
+    valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    with open(project.logs / f"{out.name}.log", "ab") as output:
+        server = subprocess.Popen(
+            [*valgrind, str(project.python), *args],
+            cwd=project.root,
+            env={**project.env, "PORT": str(port), "BENCH_SESSION_KEY": opts.session_key},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    with running(server):
+        wait_ready(server, port, timeout=600)  # about 50 times slower under valgrind
+        keep_alive_gets(port, path, cookie, opts.warmup)
+        control(server.pid, "--instr=on")
+        last = keep_alive_gets(port, path, cookie, opts.requests)
+        control(server.pid, "--instr=off")
+        control(server.pid, "--dump")
+    assert last.startswith(b"{"), last[:200]  # a JSON answer, not an error page
+    total = 0
+    for dump in project.logs.glob(out.name + "*"):
+        for line in dump.read_text(errors="replace").splitlines():
+            if line.startswith(("summary:", "totals:")):
+                total = max(total, int(line.split()[1]))
+    return total / opts.requests
+
+
+def control(pid: int, command: str) -> None:
+    subprocess.run(["callgrind_control", command, str(pid)], check=True, capture_output=True)
+
+
+def prepare(opts: Options, cleanup: ExitStack) -> tuple[Project, str, int]:
+    """A rendered, installed and migrated project; a session cookie and a note of its user."""
+    workdir = Path(tempfile.mkdtemp(prefix="twelve-bench-"))
+    cleanup.callback(subprocess.run, ["rm", "-rf", str(workdir)], check=False)
+    log(f"rendering and installing into {workdir}")
+    root = render_and_install(workdir)
+    python = root / ".venv" / "bin" / "python"
+    redis_db = claim_redis_db(python, opts.redis_db)
+    cleanup.callback(release_redis_db, python, redis_db)
+    database = f"bench_{os.getpid()}"
+    project = Project(
+        root, python, database, service_env(database, free_port(), redis_db), workdir / "logs"
+    )
+    project.logs.mkdir()
+    subprocess.run(["createdb", *PG_ARGS, database], check=True)
+    cleanup.callback(subprocess.run, ["dropdb", *PG_ARGS, "--if-exists", database], check=False)
+    subprocess.run(
+        [str(python), "-m", PACKAGE, "release"],
+        cwd=root,
+        env=project.env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    port = int(project.env["PORT"])
+    with running(start(project, web_args(), "web.log")) as web:
+        wait_ready(web, port)
+        cookie = create_session(port)
+        note_id = post_notes(port, cookie, 1)[0]
+    prefix = project.env.get("REDIS_KEY_PREFIX", root.name.replace("-", "_"))
+    opts.session_key = f"{prefix}:session:" + cookie.split(".", 1)[0]
+    return project, cookie, note_id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=2000, help="counted requests (2000)")
+    parser.add_argument("--warmup", type=int, default=300, help="uncounted requests first (300)")
+    parser.add_argument("--redis-db", type=int, default=14, help="Redis logical DB to claim (14)")
+    parser.add_argument("--output", type=Path, default=BENCH_DIR / "INSTRUCTIONS.md")
+    args = parser.parse_args()
+    opts = Options(args.requests, args.warmup, args.redis_db, args.output)
+    with ExitStack() as cleanup:
+        project, cookie, note_id = prepare(opts, cleanup)
+        endpoints = [
+            Endpoint("GET /livez", "/livez", "/livez"),
+            Endpoint("GET /api/v1/session", "/api/v1/session", "/session"),
+            Endpoint("GET /api/v1/notes/{id}", f"/api/v1/notes/{note_id}", f"/notes/{note_id}"),
+        ]
+        rows = []
+        for endpoint in endpoints:
+            log(f"counting {endpoint.name}")
+            generated = counted(project, web_args(), endpoint.generated, f"session={cookie}", opts)
+            bare = counted(project, baseline_args(), endpoint.bare, f"session={cookie}", opts)
+            rows.append(
+                f"| {endpoint.name} | {generated:,.0f} | {bare:,.0f} | {bare / generated:.2f}x |"
+            )
+    report = [
+        "# Instructions per request: generated web vs bare FastAPI",
+        "",
+        f"`bench/instructions.py`: callgrind, {opts.requests} requests counted after {opts.warmup}"
+        f" uncounted, one keep-alive connection. {machine()}.",
+        "",
+        "| endpoint | generated | bare | bare / generated |",
+        "|---|---:|---:|---:|",
+        *rows,
+        "",
+    ]
+    opts.output.write_text("\n".join(report))
+    log(f"wrote {opts.output}")
+
+
+if __name__ == "__main__":
+    main()
