@@ -861,7 +861,7 @@ def on_cost_table(tracing: list[PairResult], span_floor: dict[str, float]) -> li
     return [
         "### The least tracing on can add to a session read",
         "",
-        f"A traced `GET /api/v1/session` exports {spans} spans: FastAPI's server span and "
+        f"A traced `GET /api/v1/session` exports {spans} spans: its server span and "
         "redis-py's EVALSHA under it. `bench/span_floor.py` makes those spans with the SDK "
         "alone (no web, no instrumentation, no export thread) in the project's venv: CPU time "
         "of one thread per read, best of 7 runs, so load on the machine hardly moves it.",
@@ -878,7 +878,7 @@ def on_cost_table(tracing: list[PairResult], span_floor: dict[str, float]) -> li
         f"{added - record - encode:.0f} µs |",
         "",
         "- The measured on-minus-off CPU of the rows above also holds that instrumentation "
-        "(FastAPI's telemetry, redis-py's wrapper, the context) and the noise between two "
+        "(the server span's layer, redis-py's wrapper, the context) and the noise between two "
         "processes' runs; `bench/PROFILE-traced.md` (`bench/profile.py --traced`) splits the "
         "traced web's CPU by where it goes.",
         "",
@@ -1041,7 +1041,7 @@ def tracing_phase(
     with running(start(project, web_args(), "web-traced.log", **traced_env)) as traced:
         wait_ready(traced, port)
         pairs = [
-            # A probe: not traced (web/untraced.py), so this row shows that it costs nothing.
+            # A probe: not traced (web/server_span.py), so this row shows that it costs nothing.
             Pair(
                 "traced_livez",
                 "GET /livez (a probe: no span), tracing on vs off",
