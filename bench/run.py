@@ -77,7 +77,7 @@ class Options:
     redis_db: int
     keep: bool
     output: Path
-    only: str | None  # "tracing": that phase alone, for working on it; RESULTS.md is left alone
+    only: str | None = None  # "tracing": that phase alone, to work on it; RESULTS.md left alone
 
 
 def parse_options() -> Options:
