@@ -8,8 +8,8 @@ timeout, sampler, batch sizes, resource attributes) is left to it; this module o
 defaults of this service.
 
 A SQL statement or a Redis call makes a span only inside a span that is recorded: a request or
-task that is not sampled pays nothing for them, and a call outside any span (a probe, the
-clock's lock renewals) makes none.
+task that is not sampled pays nothing for them, and a call outside any span (the checks of a
+probe, which web/server_span.py does not trace) makes none.
 
 Process model: each process makes its own provider once it runs (a Celery pool child after the
 fork, a spawned web child in the child), so no exporter thread is inherited across a fork. At

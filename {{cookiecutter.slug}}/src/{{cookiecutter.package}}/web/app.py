@@ -100,9 +100,10 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # docs.py serves them, when on, under their own CSP
         redoc_url=None,
-        # FastAPI's own telemetry stays off: server_span.py makes the request's span at a
-        # fraction of its cost (its docstring says why); metrics are Prometheus's
-        # (core/metrics.py), log lines structlog's.
+        # FastAPI's own telemetry stays off, all three parts, so it does not even look for
+        # OpenTelemetry's providers per request: server_span.py makes the request's span
+        # (its docstring says why); metrics are Prometheus's (core/metrics.py), log lines
+        # structlog's.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.draining = False  # set by the server at SIGTERM, read by /readyz
