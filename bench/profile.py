@@ -40,8 +40,8 @@ BUCKETS: list[tuple[str, str]] = [
     # With --traced: what tracing adds, split by the part of OpenTelemetry that spends it.
     (EXPORT, r"opentelemetry/(exporter|sdk/trace/export)|google/protobuf|_message\.abi3"),
     ("tracing: redis-py instrumentation", r"opentelemetry/instrumentation/redis"),
-    ("tracing: FastAPI's native telemetry", r"fastapi/telemetry/"),
-    ("tracing: log lines' trace ids", r"acme_notes/core/tracing"),
+    ("tracing: the server span's layer (web/server_span.py)", r"acme_notes/web/server_span"),
+    ("tracing: log lines' trace ids, instrumentation gates", r"acme_notes/core/tracing"),
     ("tracing: span start/end, ids, attributes, context", r"opentelemetry/|/random\.py"),
     # Native frames (py-spy --native): the collector runs inside whichever allocation set it
     # off, so without this bucket its time would be smeared over random Python lines.

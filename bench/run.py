@@ -1,6 +1,7 @@
 """Benchmark the service this template generates against bare FastAPI doing the same work.
 
     .venv/bin/python bench/run.py            # about 2.5 minutes on 2 cores; writes bench/RESULTS.md
+    .venv/bin/python bench/run.py --only tracing   # the tracing rows alone, printed, not written
 
 One run, end to end: render the template into a temporary directory, install it from its locks,
 migrate a fresh database, then measure
@@ -76,6 +77,7 @@ class Options:
     redis_db: int
     keep: bool
     output: Path
+    only: str | None = None  # "tracing": that phase alone, to work on it; RESULTS.md left alone
 
 
 def parse_options() -> Options:
@@ -94,6 +96,9 @@ def parse_options() -> Options:
     )
     parser.add_argument("--keep", action="store_true", help="keep the rendered project")
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md")
+    parser.add_argument(
+        "--only", choices=["tracing"], help="run one phase and print its tables (not written)"
+    )
     args = parser.parse_args()
     return Options(
         threads=args.threads,
@@ -106,6 +111,7 @@ def parse_options() -> Options:
         redis_db=args.redis_db,
         keep=args.keep,
         output=args.output,
+        only=args.only,
     )
 
 
@@ -459,6 +465,10 @@ def run_pairs(opts: Options, pairs: list[Pair], gen: Server, bare: Server) -> li
         result = run_pair(opts, pair, gen, bare)
         results.append(result)
         log(f"  generated {rates(result.generated_runs)}; bare {rates(result.bare_runs)} req/s")
+        log(
+            f"  CPU per request: generated {result.generated_cpu_us:.0f} µs, "
+            f"bare {result.bare_cpu_us:.0f} µs"
+        )
     return results
 
 
@@ -805,7 +815,9 @@ def tracing_row(r: PairResult, floor_us: float) -> str:
     )
 
 
-def tracing_table(res: Results) -> list[str]:
+def tracing_table(
+    tracing: list[PairResult], export: tuple[int, int], span_floor: dict[str, float]
+) -> list[str]:
     lines = [
         "## Tracing on vs off",
         "",
@@ -822,34 +834,34 @@ def tracing_table(res: Results) -> list[str]:
         "Server CPU per request, on / off | Added by tracing | Target | Result |",
         "|---|---:|---:|---:|---:|---:|---:|---|---|",
     ]
-    floor_us = res.span_floor["record_us"] + res.span_floor["encode_us"]
-    lines += [tracing_row(r, floor_us) for r in res.tracing]
+    floor_us = span_floor["record_us"] + span_floor["encode_us"]
+    lines += [tracing_row(r, floor_us) for r in tracing]
     lines.append("")
     lines += [
         f"- {r.pair.label}: every run, req/s: on {rates(r.generated_runs)}; "
         f"off {rates(r.bare_runs)}"
-        for r in res.tracing
+        for r in tracing
     ]
-    requests, size = res.export
+    requests, size = export
     lines += [
         f"- The receiver got {requests:,} export requests, {size / 1e6:.1f} MB of spans, from "
         "the traced web (its batch processor's defaults: up to 512 spans a request).",
         "",
     ]
-    return lines + on_cost_table(res)
+    return lines + on_cost_table(tracing, span_floor)
 
 
-def on_cost_table(res: Results) -> list[str]:
+def on_cost_table(tracing: list[PairResult], span_floor: dict[str, float]) -> list[str]:
     """The least tracing on can add to a session read: the SDK's own work for its spans."""
-    session = next(r for r in res.tracing if r.pair.key == "traced_session")
+    session = next(r for r in tracing if r.pair.key == "traced_session")
     off = session.bare_cpu_us
-    record, encode = res.span_floor["record_us"], res.span_floor["encode_us"]
-    spans = int(res.span_floor["spans_per_read"])
+    record, encode = span_floor["record_us"], span_floor["encode_us"]
+    spans = int(span_floor["spans_per_read"])
     added = session.added_us
     return [
         "### The least tracing on can add to a session read",
         "",
-        f"A traced `GET /api/v1/session` exports {spans} spans: FastAPI's server span and "
+        f"A traced `GET /api/v1/session` exports {spans} spans: its server span and "
         "redis-py's EVALSHA under it. `bench/span_floor.py` makes those spans with the SDK "
         "alone (no web, no instrumentation, no export thread) in the project's venv: CPU time "
         "of one thread per read, best of 7 runs, so load on the machine hardly moves it.",
@@ -866,7 +878,7 @@ def on_cost_table(res: Results) -> list[str]:
         f"{added - record - encode:.0f} µs |",
         "",
         "- The measured on-minus-off CPU of the rows above also holds that instrumentation "
-        "(FastAPI's telemetry, redis-py's wrapper, the context) and the noise between two "
+        "(the server span's layer, redis-py's wrapper, the context) and the noise between two "
         "processes' runs; `bench/PROFILE-traced.md` (`bench/profile.py --traced`) splits the "
         "traced web's CPU by where it goes.",
         "",
@@ -922,7 +934,12 @@ def process_table(opts: Options, res: Results) -> list[str]:
 
 def render_report(opts: Options, res: Results) -> str:
     return "\n".join(
-        [*header(opts, res), *load_table(res), *tracing_table(res), *process_table(opts, res)]
+        [
+            *header(opts, res),
+            *load_table(res),
+            *tracing_table(res.tracing, res.export, res.span_floor),
+            *process_table(opts, res),
+        ]
     )
 
 
@@ -1024,7 +1041,7 @@ def tracing_phase(
     with running(start(project, web_args(), "web-traced.log", **traced_env)) as traced:
         wait_ready(traced, port)
         pairs = [
-            # A probe: not traced (web/untraced.py), so this row shows that it costs nothing.
+            # A probe: not traced (web/server_span.py), so this row shows that it costs nothing.
             Pair(
                 "traced_livez",
                 "GET /livez (a probe: no span), tracing on vs off",
@@ -1129,8 +1146,35 @@ def load_phase(opts: Options, project: Project, bare_port: int) -> LoadPhase:
     return LoadPhase(results, tracing, receiver, rss, ids, burst)
 
 
+def tracing_only(opts: Options) -> None:
+    """`--only tracing`: the tracing rows and the SDK floor, against an untraced web of the same
+    render, printed as the full run's tables. RESULTS.md stays the full run's."""
+    with ExitStack() as cleanup:
+        project = prepare(opts, cleanup)
+        port = int(project.env["PORT"])
+        with running(start(project, web_args(), "web.log")) as web:
+            wait_ready(web, port)
+            cookie = create_session(port)
+            note_id = post_notes(port, cookie, 1)[0]
+            tracing, receiver = tracing_phase(opts, project, Server(port, web.pid), cookie, note_id)
+        span_floor = json.loads(venv_python(project.python, str(BENCH_DIR / "span_floor.py")))
+    export = (receiver.requests, receiver.bytes)
+    print(
+        "\n".join(
+            [
+                f"1-min load average: {load_average()}",
+                "",
+                *tracing_table(tracing, export, span_floor),
+            ]
+        )
+    )
+
+
 def main() -> None:
     opts = parse_options()
+    if opts.only == "tracing":
+        tracing_only(opts)
+        return
     began = time.perf_counter()
     load_at_start = load_average()
     with ExitStack() as cleanup:

@@ -3,12 +3,13 @@
     <project>/.venv/bin/python bench/span_floor.py     # a few seconds; prints one JSON object
 
 Run by bench/run.py in the rendered project's venv (the SDK and exporter its locks pin). A traced
-`GET /api/v1/session` exports two spans: FastAPI's server span and redis-py's EVALSHA span under
-it, with the names and attributes below (as tests/test_tracing.py's receiver decodes them). This
-script makes those two spans with the SDK alone, no web, no instrumentation, no export thread:
+`GET /api/v1/session` exports two spans: the server span (web/server_span.py) and redis-py's
+EVALSHA span under it, with the names and attributes below (as tests/test_tracing.py's receiver
+decodes them). This script makes those two spans with the SDK alone, no web, no
+instrumentation, no export thread:
 
-- `record_us`: start both, set what the instrumentations set later (route, request id, status),
-  end both, handed to a span processor that only keeps them;
+- `record_us`: start both, set what the instrumentations set (the server span's attributes all
+  at its end, as server_span.py does), end both, handed to a span processor that only keeps them;
 - `encode_us`: what the OTLP/HTTP exporter does with them before its POST, in batches of 512 as
   the batch processor hands them over: encode to protobuf, serialise.
 
@@ -31,12 +32,12 @@ RUNS = 7
 BATCH = 512  # OTEL_BSP_MAX_EXPORT_BATCH_SIZE's default
 
 SERVER = {
-    "url.scheme": "http",
     "http.request.method": "GET",
-    "network.protocol.version": "1.1",
-    "server.address": "127.0.0.1",
-    "server.port": 8000,
+    "url.scheme": "http",
     "url.path": "/api/v1/session",
+    "request_id": "9d0d3604a8fcd565634662bcecc4b415",
+    "http.route": "/api/v1/session",
+    "http.response.status_code": 200,
 }
 REDIS = {
     "db.system": "redis",
@@ -72,19 +73,17 @@ def main() -> None:
     provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     kept = Keep()
     provider.add_span_processor(SimpleSpanProcessor(kept))
-    tracer = provider.get_tracer("fastapi")
+    tracer = provider.get_tracer("acme_notes.web.server_span")
     redis_tracer = provider.get_tracer("opentelemetry.instrumentation.redis")
 
     def read() -> None:
-        with tracer.start_as_current_span("GET", kind=SpanKind.SERVER, attributes=SERVER) as span:
-            span.set_attribute("http.route", "/api/v1/session")
-            span.update_name("GET /api/v1/session")
-            span.set_attribute("request_id", "9d0d3604a8fcd565634662bcecc4b415")
+        with tracer.start_as_current_span("GET", kind=SpanKind.SERVER) as span:
             with redis_tracer.start_as_current_span(
                 "EVALSHA", kind=SpanKind.CLIENT, attributes=REDIS
             ):
                 pass
-            span.set_attributes({"http.route": "/api/v1/session", "http.response.status_code": 200})
+            span.update_name("GET /api/v1/session")
+            span.set_attributes(SERVER)
 
     def reads() -> None:
         kept.spans.clear()

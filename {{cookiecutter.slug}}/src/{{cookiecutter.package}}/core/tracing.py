@@ -1,11 +1,15 @@
 """Traces with the OpenTelemetry SDK: one trace from a request through the task it enqueued, with
 every SQL statement and Redis call on the way. Imported only when tracing is on (telemetry.py).
 
-Maintained code makes the spans: FastAPI itself (its native telemetry, on once a tracer provider
-is set: the server span, named by route template), and the OpenTelemetry instrumentations of
-Celery (publish and run, with W3C trace context in the message headers), SQLAlchemy and
-redis-py. What the SDK reads from OTEL_* (endpoint, headers, timeout, sampler, batch sizes,
-resource attributes) is left to it; this module only adds the defaults of this service.
+Maintained code makes the spans below the request: the OpenTelemetry instrumentations of Celery
+(publish and run, with W3C trace context in the message headers), SQLAlchemy and redis-py. The
+request's own span is web/server_span.py's. What the SDK reads from OTEL_* (endpoint, headers,
+timeout, sampler, batch sizes, resource attributes) is left to it; this module only adds the
+defaults of this service.
+
+A SQL statement or a Redis call makes a span only inside a span that is recorded: a request or
+task that is not sampled pays nothing for them, and a call outside any span (the checks of a
+probe, which web/server_span.py does not trace) makes none.
 
 Process model: each process makes its own provider once it runs (a Celery pool child after the
 fork, a spawned web child in the child), so no exporter thread is inherited across a fork. At
@@ -21,6 +25,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import sqlalchemy.event
 import structlog
 from celery import current_app, signals
 from opentelemetry import trace
@@ -28,7 +33,6 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.instrumentation.celery import CeleryInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
-from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.resources import (
     SERVICE_INSTANCE_ID,
     SERVICE_NAME,
@@ -64,7 +68,7 @@ def trace_ids() -> dict[str, str]:
 
 
 def tag_request(request_id: str) -> None:
-    """Put the request id on the current span: the server span, or a task's run span."""
+    """Put the request id on the current span: a task's run span (a request's: server_span.py)."""
     trace.get_current_span().set_attribute(REQUEST_ID, request_id)
 
 
@@ -128,6 +132,18 @@ def _only_when_recording(cls: type, name: str) -> None:
     setattr(cls, name, method)
 
 
+def _only_listened_when_recording(engine: Engine, event: str, listener: Any) -> None:
+    """Let an instrumentation's event listener on `engine` run only inside a recorded span."""
+
+    def gated(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> Any:
+        if trace.get_current_span().is_recording():
+            return listener(conn, cursor, statement, params, *args)
+        return statement, params
+
+    sqlalchemy.event.remove(engine, event, listener)
+    sqlalchemy.event.listen(engine, event, gated, retval=True)
+
+
 def _trace_redis(provider: TracerProvider) -> None:
     """redis-py's calls, as spans under the span they are made in.
 
@@ -151,8 +167,6 @@ class Tracing:
     """This process's tracer provider, exporting over OTLP/HTTP, and the libraries it traces."""
 
     trace_ids = staticmethod(trace_ids)
-    tag_request = staticmethod(tag_request)
-    suppress = staticmethod(suppress_instrumentation)  # no spans from the libraries within
 
     def __init__(self, process: str, *, redis: bool) -> None:
         # The sampler comes from OTEL_TRACES_SAMPLER(_ARG); endpoint, headers and timeout of the
@@ -170,9 +184,26 @@ class Tracing:
         # The instrumentation declares SQLAlchemy < 2.1, a bound set when 2.0 was the latest
         # (opentelemetry-python-contrib PR 2971), and otherwise refuses to work. The engine
         # events it listens to are unchanged in 2.1: tests/test_tracing.py sees the statements.
-        SQLAlchemyInstrumentor().instrument(
+        traced = SQLAlchemyInstrumentor().instrument(
             engine=engine, tracer_provider=self.provider, skip_dep_check=True
         )
+        if traced is None:  # one engine a process: a second call instruments nothing
+            return
+        # Before each statement it reads the URL, names the operation and asks the sampler,
+        # even where no span is recorded: there it now steps aside (its after-statement
+        # listener finds no span and does nothing). Its span around each Engine.connect, a
+        # checkout from the pool, goes the same way as redis-py's calls.
+        _only_listened_when_recording(engine, "before_cursor_execute", traced._before_cur_exec)
+        _only_when_recording(Engine, "connect")
+        # Its pool listeners count connections for OpenTelemetry metrics, which this service
+        # does not export (Prometheus has its own, core/metrics.py): four calls a request, gone.
+        for event, listener in (
+            ("connect", traced._pool_connect),
+            ("close", traced._pool_close),
+            ("checkin", traced._pool_checkin),
+            ("checkout", traced._pool_checkout),
+        ):
+            sqlalchemy.event.remove(engine, event, listener)
 
     def shutdown(self) -> None:
         """Export the pending spans, waiting for FLUSH_AT_EXIT_SECONDS at most."""

@@ -38,7 +38,6 @@ from .headers import SecurityHeadersMiddleware, security_headers
 from .observe import ObserveMiddleware
 from .page import add_page
 from .ratelimit import create_login_throttle, create_mail_throttle, create_rate_limiter
-from .untraced import UntracedMiddleware, is_untraced
 
 if TYPE_CHECKING:
     from ..core.tracing import Tracing  # imports OpenTelemetry: never at run time when off
@@ -101,20 +100,11 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         lifespan=lifespan,
         docs_url=None,  # docs.py serves them, when on, under their own CSP
         redoc_url=None,
-        # FastAPI traces each request once a tracer provider is set (tracing on, see
-        # core/tracing.py). Told so, it skips asking OpenTelemetry for providers on every
-        # request when tracing is off. A span for each dependency, endpoint and serialisation
-        # step would double what tracing costs a request and time nothing that leaves the
-        # process; metrics are Prometheus's (core/metrics.py), log lines structlog's.
-        telemetry={
-            "tracing": tracing is not None,
-            # Given, not looked up: FastAPI asks OpenTelemetry for the global one twice a request.
-            "tracer_provider": tracing.provider if tracing is not None else None,
-            "operation_spans": False,
-            "metrics": False,
-            "logs": False,
-            "exclude": is_untraced,  # probes and scrapes: see untraced.py
-        },
+        # FastAPI's own telemetry stays off, all three parts, so it does not even look for
+        # OpenTelemetry's providers per request: server_span.py makes the request's span
+        # (its docstring says why); metrics are Prometheus's (core/metrics.py), log lines
+        # structlog's.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.draining = False  # set by the server at SIGTERM, read by /readyz
     registry = CollectorRegistry()
@@ -151,10 +141,13 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
         access_log=AccessLog(
             settings.log_level, sys.stdout.buffer, tracing.trace_ids if tracing else None
         ),
-        tag_request=tracing.tag_request if tracing else None,
     )
     if tracing is not None:
-        app.add_middleware(UntracedMiddleware, suppress=tracing.suppress)
+        # Around observe.py: its access line carries the span's ids, its request id goes on
+        # the span. See server_span.py.
+        from .server_span import ServerSpanMiddleware  # imports OpenTelemetry: only when on
+
+        app.add_middleware(ServerSpanMiddleware, provider=tracing.provider)
     # Outermost: every answer, including those the layers above make themselves, carries them.
     app.add_middleware(
         SecurityHeadersMiddleware, headers=security_headers(hsts), by_path=own_headers

@@ -8,7 +8,6 @@ its id too. uvicorn's own access log is off (see server.py).
 """
 
 import time
-from collections.abc import Callable
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,12 +27,10 @@ class ObserveMiddleware:
         app: ASGIApp,
         metrics: HttpMetrics,
         access_log: AccessLog,
-        tag_request: Callable[[str], None] | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.access_log = access_log
-        self.tag_request = tag_request  # with tracing on: puts the id on the server span
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -44,9 +41,7 @@ class ObserveMiddleware:
         # Each request starts from empty log context, so nothing leaks from the previous one.
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid)
-        scope.setdefault("state", {})["request_id"] = rid
-        if self.tag_request is not None:
-            self.tag_request(rid)
+        scope.setdefault("state", {})["request_id"] = rid  # for the routes, errors and span
         flags: dict[str, str] = {}  # filled by core/flags.py as the request evaluates flags
         EVALUATED.set(flags)
         status = 0
