@@ -118,6 +118,7 @@ def test_a_password_change_whose_sessions_cannot_be_ended_does_not_happen(
     assert elsewhere.get("/api/v1/session").status_code == 401
 
 
+@pytest.mark.timing
 def test_sixty_concurrent_logins_leave_a_pool_of_five_for_everything_else(
     start: Callable[..., Any],
 ) -> None:
