@@ -72,11 +72,14 @@ def queue_depth(env: dict[str, str]) -> int:
     client = broker_client(env)
     try:
         with client.connection_for_write() as conn:
-            try:
-                declared = conn.default_channel.queue_declare(env["TASK_QUEUE"], passive=True)
-            except conn.channel_errors:  # no such queue (Redis: no such list): nothing waits
-                return 0
-            return int(declared.message_count)
+            if conn.transport.driver_type == "redis":  # kombu's own count: a list per priority
+                return int(conn.default_channel._size(env["TASK_QUEUE"]))
+            with conn.channel() as channel:  # a failed passive declare closes its channel
+                try:
+                    declared = channel.queue_declare(env["TASK_QUEUE"], passive=True)
+                except conn.channel_errors:  # no such queue yet: nothing waits
+                    return 0
+                return int(declared.message_count)
     finally:
         client.close()
 
