@@ -471,10 +471,12 @@ def start(migrated: dict[str, str]) -> Iterator[Callable[..., Any]]:
         process.kill_group()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def shared(migrated: dict[str, str]) -> Iterator[Callable[..., Any]]:
     """`shared("web", RATE_LIMIT="5/minute")`: a Procfile process with these settings, started by
-    the first test that asks and kept for every later one that asks the same (a web also ready).
+    the first test of the module that asks and kept for the module's later tests that ask the
+    same (a web also ready). Not longer: each holds database connections, and two runs side by
+    side, four test processes each, kept PostgreSQL's 100 connections all taken.
     For tests that only make requests of it and look at what they made: a test that signals,
     stops or counts on a fresh process uses `start`. `copy=2` is a second one alike."""
     running: dict[tuple[str, int, tuple[tuple[str, str], ...]], Process] = {}
