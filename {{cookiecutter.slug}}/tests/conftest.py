@@ -10,9 +10,15 @@ TEST_SERVICES: `auto` (default): where nothing answers at one of those two URLs,
     throwaway servers; `external`: only the URLs, never a server of its own.
 TEST_AMQP_URL: a RabbitMQ server (e.g. amqp://guest:guest@127.0.0.1:5672//). When set, the
     worker tests run on it too, as well as on Redis; each run uses its own queue.
+
+The tests run in several processes at once (pytest-xdist: `-n auto` in pyproject.toml, two per
+core, see pytest_xdist_auto_num_workers): each of them is a run of its own as described above,
+with its own database, Redis database, queue, mail sink and ports. Tests marked `timing` compare
+durations: they run last, while the other test processes of the run wait (see `MachineLock`).
 """
 
 import contextlib
+import fcntl
 import gzip
 import json
 import os
@@ -23,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -59,10 +65,100 @@ TEST_SERVICES = os.environ.get("TEST_SERVICES", "auto")
 AMQP_URL = os.environ.get("TEST_AMQP_URL")
 
 
+# Ports for the processes to listen on: below the kernel's ephemeral range, which every outgoing
+# connection (to PostgreSQL, Redis, the web itself) draws from, so none of those can take one
+# between this choice and the process binding it; at random, so that test processes running side
+# by side rarely pick the same one; and never one this test process has handed out before.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    while True:
+        port = 10000 + secrets.randbelow(low - 10000)
+        if port in _handed_out:
+            continue
+        try:
+            for host in ("0.0.0.0", "127.0.0.1"):  # web binds on every address
+                with socket.socket() as sock:
+                    sock.bind((host, port))
+        except OSError:
+            continue
+        _handed_out.add(port)
+        return port
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: two test processes per core, as most of a test's time is spent waiting on the
+    processes it started; none (all in this one) when only named tests are run."""
+    if os.environ.get("PYTEST_XDIST_AUTO_NUM_WORKERS"):
+        return int(os.environ["PYTEST_XDIST_AUTO_NUM_WORKERS"])
+    if config.args and all("::" in arg for arg in config.args):
+        return 0
+    return 2 * len(os.sched_getaffinity(0))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "timing: compares durations; runs while the run's other test processes wait",
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The `timing` tests last, one after another: while they run, the test processes that
+    have finished the rest of the run are idle, and they hold the machine once, not each time."""
+    items.sort(key=lambda item: item.get_closest_marker("timing") is not None)  # stable
+
+
+class MachineLock:
+    """With tests running side by side, a run of `timing` tests waits until the tests in
+    progress elsewhere are done, and no other test starts until that run is over: what they
+    measure is the service, not their neighbours. A readers-writer lock on files shared by the
+    test processes of this run (never another run's: those keep their own margins); the
+    turnstile lets a waiting `timing` test go before the tests that ask after it."""
+
+    def __init__(self, run: str) -> None:
+        folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"pytest-timing-{run}"  # noqa: S108
+        folder.mkdir(exist_ok=True)
+        self.turnstile = (folder / "turnstile").open("a")
+        self.machine = (folder / "machine").open("a")
+        self.exclusive = False
+
+    def before(self, timing: bool) -> None:
+        if self.exclusive:
+            return  # the run of timing tests goes on
+        fcntl.flock(self.turnstile, fcntl.LOCK_EX)
+        fcntl.flock(self.machine, fcntl.LOCK_EX if timing else fcntl.LOCK_SH)
+        self.exclusive = timing
+        if not timing:
+            fcntl.flock(self.turnstile, fcntl.LOCK_UN)
+
+    def after(self, next_is_timing: bool) -> None:
+        if self.exclusive and next_is_timing:
+            return
+        fcntl.flock(self.machine, fcntl.LOCK_UN)
+        fcntl.flock(self.turnstile, fcntl.LOCK_UN)
+        self.exclusive = False
+
+
+_machine: MachineLock | None = None
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(
+    item: pytest.Item, nextitem: pytest.Item | None
+) -> Generator[None, object, object]:
+    global _machine
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:  # one test at a time already
+        return (yield)
+    _machine = _machine or MachineLock(run)
+    _machine.before(item.get_closest_marker("timing") is not None)
+    try:
+        return (yield)
+    finally:
+        _machine.after(nextitem is not None and nextitem.get_closest_marker("timing") is not None)
 
 
 def error(response: httpx.Response) -> str:
@@ -192,7 +288,7 @@ class Web(Process):
         assert response.status_code == 201, response.text
         return client
 
-    def wait_ready(self, timeout: float = 15) -> None:
+    def wait_ready(self, timeout: float = 30) -> None:
         last = "no answer"
 
         def ready() -> bool:
@@ -372,6 +468,31 @@ def start(migrated: dict[str, str]) -> Iterator[Callable[..., Any]]:
 
     yield _start
     for process in running:
+        process.kill_group()
+
+
+@pytest.fixture(scope="module")
+def shared(migrated: dict[str, str]) -> Iterator[Callable[..., Any]]:
+    """`shared("web", RATE_LIMIT="5/minute")`: a Procfile process with these settings, started by
+    the first test of the module that asks and kept for the module's later tests that ask the
+    same (a web also ready). Not longer: each holds database connections, and two runs side by
+    side, four test processes each, kept PostgreSQL's 100 connections all taken.
+    For tests that only make requests of it and look at what they made: a test that signals,
+    stops or counts on a fresh process uses `start`. `copy=2` is a second one alike."""
+    running: dict[tuple[str, int, tuple[tuple[str, str], ...]], Process] = {}
+
+    def _shared(kind: str, copy: int = 1, **env: str) -> Process:
+        key = (kind, copy, tuple(sorted(env.items())))
+        if key not in running:
+            running[key] = launch(kind, {**migrated, **env})
+        process = running[key]
+        assert process.popen.poll() is None, f"{kind} exited: {process.lines[-20:]}"
+        if isinstance(process, Web):
+            process.wait_ready()
+        return process
+
+    yield _shared
+    for process in running.values():
         process.kill_group()
 
 

@@ -84,12 +84,13 @@ def test_wrong_password_and_unknown_email_get_the_same_401(web: Web) -> None:
     assert "set-cookie" not in wrong.headers
 
 
-def test_unknown_email_and_wrong_password_take_the_same_time(start: Callable[..., Any]) -> None:
-    web: Web = start("web", **UNTHROTTLED)
+@pytest.mark.timing
+def test_unknown_email_and_wrong_password_take_the_same_time(shared: Callable[..., Any]) -> None:
+    web: Web = shared("web", **UNTHROTTLED)
     web.wait_ready()
     email = web.sign_up()
     timings: dict[str, list[float]] = {"wrong password": [], "unknown email": []}
-    for n in range(15):  # interleaved, so a slow moment of the machine hits both alike
+    for n in range(25):  # interleaved, so a slow moment of the machine hits both alike
         for kind, who in (("wrong password", email), ("unknown email", new_email())):
             began = time.perf_counter()
             # An address of its own: the thirty failures stay out of the other tests' counts.
@@ -101,29 +102,29 @@ def test_unknown_email_and_wrong_password_take_the_same_time(start: Callable[...
 
 
 def test_login_rehashes_a_password_hashed_with_older_parameters(
-    start: Callable[..., Any], db: psycopg.Connection[Any]
+    shared: Callable[..., Any], db: psycopg.Connection[Any]
 ) -> None:
-    before: Web = start("web")
+    before: Web = shared("web")
     before.wait_ready()
     email = before.sign_up()
     stored = "SELECT password_hash FROM users WHERE email = %s"
     assert ",t=2," in db.execute(stored, [email]).fetchone()[0]  # type: ignore[index]
-    after: Web = start("web", PASSWORD_HASH_TIME_COST="3")  # the parameters were raised
+    after: Web = shared("web", PASSWORD_HASH_TIME_COST="3")  # the parameters were raised
     after.wait_ready()
     assert log_in(after, email, PASSWORD).status_code == 201
     assert ",t=3," in db.execute(stored, [email]).fetchone()[0]  # type: ignore[index]
     assert log_in(after, email, PASSWORD).status_code == 201  # and the new hash verifies
 
 
-def two_webs(start: Callable[..., Any], **env: str) -> tuple[Web, Web]:
-    a, b = start("web", **env), start("web", **env)
+def two_webs(shared: Callable[..., Any], **env: str) -> tuple[Web, Web]:
+    a, b = shared("web", 1, **env), shared("web", 2, **env)
     a.wait_ready()
     b.wait_ready()
     return a, b
 
 
-def test_failed_logins_are_limited_per_account_across_webs(start: Callable[..., Any]) -> None:
-    a, b = two_webs(start, LOGIN_FAILURES_PER_ACCOUNT="3/minute")
+def test_failed_logins_are_limited_per_account_across_webs(shared: Callable[..., Any]) -> None:
+    a, b = two_webs(shared, LOGIN_FAILURES_PER_ACCOUNT="3/minute")
     email = a.sign_up()
     # Three failures, from three addresses, through either web: the account's count is shared.
     codes = [
@@ -138,8 +139,8 @@ def test_failed_logins_are_limited_per_account_across_webs(start: Callable[..., 
     assert log_in(a, a.sign_up(), PASSWORD, "10.8.0.9").status_code == 201  # others unaffected
 
 
-def test_a_successful_login_clears_the_account_count(start: Callable[..., Any]) -> None:
-    web: Web = start("web", LOGIN_FAILURES_PER_ACCOUNT="3/minute")
+def test_a_successful_login_clears_the_account_count(shared: Callable[..., Any]) -> None:
+    web: Web = shared("web", LOGIN_FAILURES_PER_ACCOUNT="3/minute")
     web.wait_ready()
     email = web.sign_up()
     assert [log_in(web, email, "wrong").status_code for _ in range(2)] == [401, 401]
@@ -147,18 +148,19 @@ def test_a_successful_login_clears_the_account_count(start: Callable[..., Any]) 
     assert [log_in(web, email, "wrong").status_code for _ in range(3)] == [401, 401, 401]
 
 
-def test_failed_logins_are_limited_per_address_across_webs(start: Callable[..., Any]) -> None:
-    a, b = two_webs(start, LOGIN_FAILURES_PER_ADDRESS="3/minute")
+def test_failed_logins_are_limited_per_address_across_webs(shared: Callable[..., Any]) -> None:
+    a, b = two_webs(shared, LOGIN_FAILURES_PER_ADDRESS="3/minute")
     # A guesser trying one password on many accounts, from one address.
     codes = [log_in(web, new_email(), PASSWORD, "10.7.0.1").status_code for web in (a, b, a, b)]
     assert codes == [401, 401, 401, 429]
     assert log_in(a, a.sign_up(), PASSWORD, "10.7.0.2").status_code == 201
 
 
+@pytest.mark.timing
 def test_a_lockout_ends_with_its_window_however_long_the_attack(
-    start: Callable[..., Any],
+    shared: Callable[..., Any],
 ) -> None:
-    web: Web = start("web", LOGIN_FAILURES_PER_ACCOUNT="2/3 seconds")
+    web: Web = shared("web", LOGIN_FAILURES_PER_ACCOUNT="2/3 seconds")
     web.wait_ready()
     email = web.sign_up()
     began = time.monotonic()
@@ -215,9 +217,9 @@ def test_changing_the_password_ends_every_other_session(web: Web) -> None:
 
 
 def test_cross_site_unsafe_requests_with_a_valid_cookie_are_refused(
-    start: Callable[..., Any],
+    shared: Callable[..., Any],
 ) -> None:
-    web: Web = start("web", CORS_ORIGINS="https://app.example.com")
+    web: Web = shared("web", CORS_ORIGINS="https://app.example.com")
     web.wait_ready()
     user = web.signed_in()
     host = f"127.0.0.1:{web.env['PORT']}"
@@ -244,8 +246,9 @@ def test_cross_site_unsafe_requests_with_a_valid_cookie_are_refused(
     assert user.get("/api/v1/session").status_code == 200  # a forged logout did nothing
 
 
-def test_livez_stays_fast_while_twenty_logins_hash(start: Callable[..., Any]) -> None:
-    web: Web = start("web", **UNTHROTTLED)
+@pytest.mark.timing
+def test_livez_stays_fast_while_twenty_logins_hash(shared: Callable[..., Any]) -> None:
+    web: Web = shared("web", **UNTHROTTLED)
     web.wait_ready()
     emails = [web.sign_up() for _ in range(4)]
 

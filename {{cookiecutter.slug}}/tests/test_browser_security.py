@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from .conftest import PASSWORD, Web, error
 from .test_hostile import raw
@@ -88,8 +89,8 @@ def test_answers_of_the_session_are_never_stored(web: Web) -> None:
     assert logged_in.headers["cache-control"] == "no-store"
 
 
-def test_hsts_for_a_year_whenever_cookies_are_secure(start: Callable[..., Any]) -> None:
-    web: Web = start("web", SESSION_COOKIE_SECURE="true")
+def test_hsts_for_a_year_whenever_cookies_are_secure(shared: Callable[..., Any]) -> None:
+    web: Web = shared("web", SESSION_COOKIE_SECURE="true")
     web.wait_ready()
     for response in (web.client.get("/livez"), web.client.get("/api/v1/session")):
         hsts = response.headers["strict-transport-security"]
@@ -101,13 +102,13 @@ def test_hsts_for_a_year_whenever_cookies_are_secure(start: Callable[..., Any]) 
 
 
 def test_api_docs_are_off_by_default_and_under_their_own_policy_when_on(
-    web: Web, start: Callable[..., Any]
+    web: Web, shared: Callable[..., Any]
 ) -> None:
     for path in ("/docs", "/redoc"):
         assert web.client.get(path).status_code == 404
     assert web.client.get("/openapi.json").status_code == 200  # the schema stays, for tools
 
-    docs_web: Web = start("web", API_DOCS="on")
+    docs_web: Web = shared("web", API_DOCS="on")
     docs_web.wait_ready()
     page = docs_web.client.get("/docs")
     assert page.status_code == 200
@@ -137,10 +138,10 @@ def test_cors_off_by_default(web: Web) -> None:
 
 
 def test_cors_allows_listed_origins_with_credentials_and_agrees_with_the_csrf_check(
-    start: Callable[..., Any],
+    shared: Callable[..., Any],
 ) -> None:
     # Written the way people write URLs; browsers send https://app.example.com.
-    web: Web = start("web", CORS_ORIGINS="https://App.example.com:443/, http://127.0.0.2:5173")
+    web: Web = shared("web", CORS_ORIGINS="https://App.example.com:443/, http://127.0.0.2:5173")
     web.wait_ready()
 
     listed = preflight(web.client, FRONT_END)
@@ -183,6 +184,7 @@ def test_cors_allows_listed_origins_with_credentials_and_agrees_with_the_csrf_ch
     assert cors_headers(unread) == {}
 
 
+@pytest.mark.timing
 def test_cors_origins_are_validated_at_start(base_env: dict[str, str]) -> None:
     for bad in ("*", "https://*.example.com", "null", "app.example.com",
                 "https://app.example.com/path", "https://user@app.example.com",

@@ -47,9 +47,9 @@ def test_database_is_swapped_by_environment_alone(
     assert count_notes(migrated["DATABASE_URL"], title) == 0
 
 
-def test_two_instances_side_by_side_serve_the_same_data(start: Callable[..., Any]) -> None:
-    a: Web = start("web")
-    b: Web = start("web")
+def test_two_instances_side_by_side_serve_the_same_data(shared: Callable[..., Any]) -> None:
+    a: Web = shared("web", 1)
+    b: Web = shared("web", 2)
     a.wait_ready()
     b.wait_ready()
     on_a = a.signed_in()

@@ -40,6 +40,7 @@ def use_dependency(client: httpx.Client, dependency: str) -> httpx.Response:
     return client.get("/api/v1/session")  # reads the session from Redis
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("fault", ["refuse", "stall"])
 @pytest.mark.parametrize("dependency", ["postgres", "redis"])
 def test_outage_is_a_fast_503_and_recovers_by_itself(

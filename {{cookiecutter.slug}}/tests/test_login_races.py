@@ -72,6 +72,7 @@ def test_a_login_checking_the_old_password_during_a_change_gets_no_session_and_n
     assert log_in(web.new_client(), email, PASSWORD).status_code == 401
 
 
+@pytest.mark.timing  # the rehash must outlast the start of `users disable`, a process
 def test_a_login_checking_its_password_while_the_user_is_disabled_gets_no_session(
     web: Web, held_login: Callable[[str], Any], migrated: dict[str, str]
 ) -> None:
@@ -118,6 +119,7 @@ def test_a_password_change_whose_sessions_cannot_be_ended_does_not_happen(
     assert elsewhere.get("/api/v1/session").status_code == 401
 
 
+@pytest.mark.timing
 def test_sixty_concurrent_logins_leave_a_pool_of_five_for_everything_else(
     start: Callable[..., Any],
 ) -> None:

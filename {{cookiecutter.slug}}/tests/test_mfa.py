@@ -212,8 +212,8 @@ def test_a_recovery_code_logs_in_once(web: Web) -> None:
     assert again.post("/api/v1/session/mfa", json={"code": recovery_code}).status_code == 401
 
 
-def test_wrong_codes_count_against_the_account_throttle(start: Callable[..., Any]) -> None:
-    strict: Web = start("web", LOGIN_FAILURES_PER_ACCOUNT="4/minute")
+def test_wrong_codes_count_against_the_account_throttle(shared: Callable[..., Any]) -> None:
+    strict: Web = shared("web", LOGIN_FAILURES_PER_ACCOUNT="4/minute")
     strict.wait_ready()
     enrolled = enrol(strict)
     client, answer = enrolled.log_in(strict)  # the right password: its attempt given back

@@ -25,9 +25,9 @@ def session_from(web: Web, address: str) -> str:
     return str(login.cookies["session"])
 
 
-def test_limit_is_shared_by_web_processes_and_answers_429(start: Callable[..., Any]) -> None:
-    a: Web = start("web", RATE_LIMIT="5/minute")
-    b: Web = start("web", RATE_LIMIT="5/minute")
+def test_limit_is_shared_by_web_processes_and_answers_429(shared: Callable[..., Any]) -> None:
+    a: Web = shared("web", 1, RATE_LIMIT="5/minute")
+    b: Web = shared("web", 2, RATE_LIMIT="5/minute")
     a.wait_ready()
     b.wait_ready()
     cookies = [session_from(a, f"10.1.1.{n}") for n in range(5)]
@@ -46,8 +46,8 @@ def test_limit_is_shared_by_web_processes_and_answers_429(start: Callable[..., A
     assert a.client.get("/api/v1/notes", headers=headers).status_code == 200
 
 
-def test_new_cookies_do_not_escape_the_address_limit(start: Callable[..., Any]) -> None:
-    web: Web = start("web", RATE_LIMIT="3/minute")
+def test_new_cookies_do_not_escape_the_address_limit(shared: Callable[..., Any]) -> None:
+    web: Web = shared("web", RATE_LIMIT="3/minute")
     web.wait_ready()
     # A fresh session for every request (each made elsewhere), all sent from one address.
     cookies = [session_from(web, f"10.2.0.{n}") for n in range(4)]
@@ -55,8 +55,8 @@ def test_new_cookies_do_not_escape_the_address_limit(start: Callable[..., Any]) 
     assert codes == [201, 201, 201, 429]
 
 
-def test_new_addresses_do_not_escape_the_session_limit(start: Callable[..., Any]) -> None:
-    web: Web = start("web", RATE_LIMIT="3/minute")
+def test_new_addresses_do_not_escape_the_session_limit(shared: Callable[..., Any]) -> None:
+    web: Web = shared("web", RATE_LIMIT="3/minute")
     web.wait_ready()
     cookie = session_from(web, "10.3.0.1")
     # One session from a new address every time.

@@ -190,39 +190,61 @@ class Load:
         )
 
 
+def serve(
+    checked: CheckedServers,
+    base_env: dict[str, str],
+    folder: Path,
+    running: list[Process],
+    redis_db: int,
+    **extra: str,
+) -> tuple[Web, Process, Process, dict[str, Path]]:
+    """Release, then web, worker and clock whose database and Redis credentials are files in
+    `folder`; each process is added to `running`, for the caller to stop."""
+    files = {"database": folder / "database-url", "redis": folder / "redis-url"}
+    write_atomically(files["database"], checked.database_url(ROLES[0]))
+    write_atomically(files["redis"], checked.redis_url(checked.passwords[REDIS_USER], redis_db))
+    env = {k: v for k, v in base_env.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env |= {
+        "DATABASE_URL_FILE": str(files["database"]),
+        "REDIS_URL_FILE": str(files["redis"]),
+        "HEARTBEAT_SECONDS": "1",
+        "CLOCK_LOCK_TIMEOUT_SECONDS": "5",
+        **extra,
+    }
+    release(env)
+    web = Web({"PORT": str(services.free_port()), **env})
+    worker = Process("worker", {"WORKER_METRICS_PORT": str(services.free_port()), **env})
+    clock = Process("clock", env)
+    running.extend([web, worker, clock])
+    web.wait_ready()
+    return web, worker, clock, files
+
+
 @pytest.fixture
 def serving(
     checked: CheckedServers, base_env: dict[str, str]
 ) -> Iterator[Callable[..., tuple[Web, Process, Process, dict[str, Path]]]]:
-    """Release, then web, worker and clock whose database and Redis credentials are files."""
+    """`serving(redis_db, **env)`: web, worker and clock of the test's own (see `serve`)."""
     running: list[Process] = []
-    folder = tempfile.TemporaryDirectory(prefix=PRIVATE)
-    tmp_path = Path(folder.name)
+    with tempfile.TemporaryDirectory(prefix=PRIVATE) as folder:
+        yield lambda redis_db=1, **extra: serve(
+            checked, base_env, Path(folder), running, redis_db, **extra
+        )
+        for process in running:
+            process.kill_group()
 
-    def start(redis_db: int = 1, **extra: str) -> tuple[Web, Process, Process, dict[str, Path]]:
-        files = {"database": tmp_path / "database-url", "redis": tmp_path / "redis-url"}
-        write_atomically(files["database"], checked.database_url(ROLES[0]))
-        write_atomically(files["redis"], checked.redis_url(checked.passwords[REDIS_USER], redis_db))
-        env = {k: v for k, v in base_env.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-        env |= {
-            "DATABASE_URL_FILE": str(files["database"]),
-            "REDIS_URL_FILE": str(files["redis"]),
-            "HEARTBEAT_SECONDS": "1",
-            "CLOCK_LOCK_TIMEOUT_SECONDS": "5",
-            **extra,
-        }
-        release(env)
-        web = Web({"PORT": str(services.free_port()), **env})
-        worker = Process("worker", {"WORKER_METRICS_PORT": str(services.free_port()), **env})
-        clock = Process("clock", env)
-        running.extend([web, worker, clock])
-        web.wait_ready()
-        return web, worker, clock, files
 
-    yield start
-    for process in running:
-        process.kill_group()
-    folder.cleanup()
+@pytest.fixture(scope="module")
+def mended(
+    checked: CheckedServers, base_env: dict[str, str]
+) -> Iterator[tuple[Web, Process, Process, dict[str, Path]]]:
+    """Web, worker and clock shared by the tests that break a credential and mend it: each
+    test leaves them serving, which the next one checks again before it breaks anything."""
+    running: list[Process] = []
+    with tempfile.TemporaryDirectory(prefix=PRIVATE) as folder:
+        yield serve(checked, base_env, Path(folder), running, redis_db=3)
+        for process in running:
+            process.kill_group()
 
 
 def heartbeats(checked: CheckedServers) -> int:
@@ -332,9 +354,14 @@ def test_redis_password_rotates_while_web_worker_and_clock_serve(
 @pytest.mark.parametrize("which", ["database", "redis"])
 @pytest.mark.parametrize("fault", ["vanished", "garbage", "wrong password"])
 def test_a_broken_credential_file_is_named_by_readiness_and_heals(
-    checked: CheckedServers, serving: Callable[..., Any], which: str, fault: str
+    checked: CheckedServers,
+    mended: tuple[Web, Process, Process, dict[str, Path]],
+    which: str,
+    fault: str,
 ) -> None:
-    web, worker, clock, files = serving(redis_db=3)
+    web, worker, clock, files = mended
+    still_running(web, worker, clock)
+    wait_until(lambda: web.client.get("/readyz").status_code == 200, 5)
     client = web.signed_in(web.sign_up(new_email("broken")))
     good = files[which].read_text()
     garbage = "s3cr3t-looking garbage that must never be echoed"
@@ -345,7 +372,7 @@ def test_a_broken_credential_file_is_named_by_readiness_and_heals(
     elif which == "database":
         write_atomically(files[which], checked.database_url(ROLES[0], "not-the-password"))
     else:
-        write_atomically(files[which], checked.redis_url("not-the-password", 3))
+        write_atomically(files[which], checked.redis_url("not-the-password", 3))  # mended's db
     dependency = {"database": "postgres", "redis": "redis"}[which]
     variable = {"database": "DATABASE_URL_FILE", "redis": "REDIS_URL_FILE"}[which]
     expected = {
@@ -383,9 +410,11 @@ def test_a_broken_credential_file_is_named_by_readiness_and_heals(
 
 @pytest.mark.parametrize("which", ["database", "redis"])
 def test_a_request_that_needs_a_new_connection_meanwhile_gets_503_not_500(
-    checked: CheckedServers, serving: Callable[..., Any], which: str
+    checked: CheckedServers, mended: tuple[Web, Process, Process, dict[str, Path]], which: str
 ) -> None:
-    web, worker, clock, files = serving(redis_db=4)
+    web, worker, clock, files = mended
+    still_running(web, worker, clock)
+    wait_until(lambda: web.client.get("/readyz").status_code == 200, 5)
     client = web.signed_in(web.sign_up(new_email("cut")))
     good = files[which].read_text()
     files[which].unlink()

@@ -16,8 +16,8 @@ import redis
 from .conftest import PASSWORD, Web, error
 
 
-def two_webs(start: Callable[..., Any], **env: str) -> tuple[Web, Web]:
-    a, b = start("web", **env), start("web", **env)
+def two_webs(shared: Callable[..., Any], **env: str) -> tuple[Web, Web]:
+    a, b = shared("web", 1, **env), shared("web", 2, **env)
     a.wait_ready()
     b.wait_ready()
     return a, b
@@ -36,16 +36,16 @@ def record_key(cookie: str) -> str:
     return f"{{ cookiecutter.package }}:session:{cookie.split('.')[0]}"
 
 
-def test_session_made_on_one_web_is_read_by_another(start: Callable[..., Any]) -> None:
-    a, b = two_webs(start)
+def test_session_made_on_one_web_is_read_by_another(shared: Callable[..., Any]) -> None:
+    a, b = two_webs(shared)
     email = a.sign_up()
     response = whoami(b, cookie_of(a.signed_in(email)))
     assert response.status_code == 200
     assert response.json()["user"]["email"] == email
 
 
-def test_logout_kills_the_cookie_everywhere(start: Callable[..., Any]) -> None:
-    a, b = two_webs(start)
+def test_logout_kills_the_cookie_everywhere(shared: Callable[..., Any]) -> None:
+    a, b = two_webs(shared)
     cookie = cookie_of(a.signed_in())
     logout = httpx.delete(f"{b.url}/api/v1/session", headers={"Cookie": f"session={cookie}"})
     assert logout.status_code == 204
@@ -71,9 +71,8 @@ def test_cookie_is_an_opaque_256_bit_id_signed_httponly_lax(web: Web, redis_url:
     assert 0 < ttl <= 86_400
 
 
-def test_secure_cookie_has_the_host_prefix(start: Callable[..., Any]) -> None:
-    web: Web = start("web", SESSION_COOKIE_SECURE="true")
-    web.wait_ready()
+def test_secure_cookie_has_the_host_prefix(shared: Callable[..., Any]) -> None:
+    web: Web = shared("web", SESSION_COOKIE_SECURE="true")
     email = web.sign_up()
     response = httpx.post(f"{web.url}/api/v1/session", json={"email": email, "password": PASSWORD})
     header = response.headers["set-cookie"]

@@ -63,6 +63,7 @@ def run_process(kind: str, env: dict[str, str]) -> tuple[int, str, float]:
     return result.returncode, result.stdout + result.stderr, time.monotonic() - started
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("kind", ["web", "worker", "clock", "release"])
 def test_missing_config_names_every_variable(kind: str, base_env: dict[str, str]) -> None:
     env = {k: v for k, v in base_env.items() if k not in GOOD}
@@ -76,6 +77,7 @@ def test_missing_config_names_every_variable(kind: str, base_env: dict[str, str]
         assert name in event
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     ("variable", "value"),
     [
@@ -166,6 +168,7 @@ def test_every_secret_setting_can_come_from_a_file(
     assert settings.secret_file("redis_url") == tmp_path / "REDIS_URL"
 
 
+@pytest.mark.timing
 def test_a_variable_and_its_file_together_are_refused_naming_both(
     base_env: dict[str, str], tmp_path: Path
 ) -> None:
@@ -182,6 +185,7 @@ def test_a_variable_and_its_file_together_are_refused_naming_both(
     assert base_env["SECRET_KEY"] not in output
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize("problem", ["missing", "a directory", "empty", "not a URL"])
 @pytest.mark.parametrize("variable", ["DATABASE_URL", "REDIS_URL", "SECRET_KEY"])
 def test_a_secret_file_that_cannot_be_used_is_named_never_its_content(

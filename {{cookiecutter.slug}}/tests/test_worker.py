@@ -136,7 +136,16 @@ def test_sigterm_lets_the_running_task_finish_then_exits_0(
         holder.execute("SELECT 1 FROM notes WHERE id = %s FOR UPDATE", [note_id])
         worker = start("worker", BROKER_URL=broker, DB_TIMEOUT_SECONDS="10")
         worker.wait_for_log("task received")
-        time.sleep(0.5)  # the task is now blocked on the row lock, mid-run
+        # The task is blocked on the row lock, mid-run: its pool process is seen waiting (a
+        # fixed pause was not enough on a busy machine, where the task had not started yet).
+        wait_until(
+            lambda: db.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database() AND query LIKE %s",
+                ["%FROM notes%FOR UPDATE%"],
+            ).fetchone()[0],  # type: ignore[index]
+            timeout=20,
+        )
         worker.send(signal.SIGTERM)
         threading.Timer(1.0, holder.rollback).start()  # let it go a second after SIGTERM
         assert worker.popen.wait(20) == 0
