@@ -1,8 +1,9 @@
 """What each process type spends getting ready: CPU time (user + system), wall time and memory.
 
-    .venv/bin/python bench/startup.py                       # about 1 minute; writes bench/STARTUP.md
-    .venv/bin/python bench/startup.py --project DIR         # an already rendered, installed project
-    .venv/bin/python bench/startup.py --project DIR --python PY  # ... run with that interpreter
+    .venv/bin/python bench/startup.py                     # about 1 minute; writes bench/STARTUP.md
+    .venv/bin/python bench/startup.py --project DIR       # an already rendered, installed project
+    .venv/bin/python bench/startup.py --project DIR --python PY   # ... run by that interpreter
+    .venv/bin/python bench/startup.py --only web --only "bare web"   # some process types only
 
 Every deploy, restart and scale-up pays a process's start, and the generated project's tests
 start a few hundred of them (web, worker, clock, release and the admin commands). Wall time to
@@ -24,6 +25,7 @@ requirements.lock, with bytecode compiled), with a throw-away database and Redis
 """
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -54,10 +56,8 @@ def tree_cpu_seconds(pid: int) -> float:
     total = run.cpu_seconds(pid)
     children = Path(f"/proc/{pid}/task/{pid}/children")
     for child in children.read_text().split() if children.exists() else []:
-        try:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # gone meanwhile
             total += tree_cpu_seconds(int(child))
-        except (FileNotFoundError, ProcessLookupError):  # gone meanwhile
-            pass
     return total
 
 
@@ -113,7 +113,7 @@ def one_shot(project: run.Project, args: list[str], name: str) -> Start:
     return Start(wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
-def measure(project: run.Project, runs: int) -> dict[str, list[Start]]:
+def measure(project: run.Project, runs: int, only: list[str]) -> dict[str, list[Start]]:
     module = ["-m", run.PACKAGE]
     kinds: dict[str, tuple[Callable[..., Start], list[str]]] = {
         "web": (served, [*module, "web"]),
@@ -125,9 +125,10 @@ def measure(project: run.Project, runs: int) -> dict[str, list[Start]]:
         "jobs queues": (one_shot, [*module, "jobs", "queues"]),
         "jobs dead list": (one_shot, [*module, "jobs", "dead", "list"]),
     }
-    results: dict[str, list[Start]] = {name: [] for name in kinds}
+    chosen = {name: kinds[name] for name in only or kinds}
+    results: dict[str, list[Start]] = {name: [] for name in chosen}
     for _ in range(runs):  # round-robin: a burst of load spreads over every kind
-        for name, (how, args) in kinds.items():
+        for name, (how, args) in chosen.items():
             results[name].append(how(project, args, name))
     return results
 
@@ -159,6 +160,9 @@ def main() -> None:
     parser.add_argument("--python", type=Path, help="its interpreter (default: its .venv's)")
     parser.add_argument("--runs", type=int, default=5, help="starts per process type (5)")
     parser.add_argument("--redis-db", type=int, default=13, help="Redis logical DB to claim (13)")
+    parser.add_argument(
+        "--only", action="append", default=[], help="measure this process type only (repeatable)"
+    )
     parser.add_argument("--output", type=Path, default=run.BENCH_DIR / "STARTUP.md")
     args = parser.parse_args()
     started = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
@@ -182,8 +186,9 @@ def main() -> None:
         cleanup.callback(subprocess.run, ["dropdb", *run.PG_ARGS, "--if-exists", database])
         one_shot(project, ["-m", run.PACKAGE, "release"], "first-release")
         run.log(f"{args.runs} starts of each process type")
-        results = measure(project, args.runs)
-    text = report(results, args.runs, started, f"{load} at the start, {run.load_average()} at the end")
+        results = measure(project, args.runs, args.only)
+    loads = f"{load} at the start, {run.load_average()} at the end"
+    text = report(results, args.runs, started, loads)
     print(text)
     args.output.write_text(text)
     print(f"wrote {args.output}", file=sys.stderr)
