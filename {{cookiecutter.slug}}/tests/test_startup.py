@@ -88,3 +88,46 @@ def test_web_loads_ciphers_and_webauthn_only_when_a_second_factor_needs_them() -
         [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
     )
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+# What a web process defers until a request needs it, and then imports once: Celery and kombu at
+# the first task it sends (core/task_sender.py), flagd's rule evaluator when there is a flag file
+# (core/flag_provider.py). Each is a share of the cold start that bench/startup.py measures.
+DEFERRED_BY_WEB = ("celery.app", "kombu.connection", "openfeature.contrib.tools.flagd.core")
+
+
+def test_a_ready_web_has_not_imported_what_only_some_requests_need(
+    migrated: dict[str, str],
+) -> None:
+    # The app built and its lifespan entered, as a web process has them once it is ready.
+    code = (
+        "import asyncio, sys\n"
+        "from {{ cookiecutter.package }}.core.settings import load_settings\n"
+        "from {{ cookiecutter.package }}.web.app import create_app\n"
+        "async def ready() -> None:\n"
+        "    app = create_app(load_settings())\n"
+        "    async with app.router.lifespan_context(app):\n"
+        f"        print([m for m in {DEFERRED_BY_WEB!r} if m in sys.modules])\n"
+        "asyncio.run(ready())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=migrated, capture_output=True, text=True, timeout=30
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_only_web_imports_the_rate_limiting_package(migrated: dict[str, str]) -> None:
+    # Every process checks RATE_LIMIT and the like (settings.py, by their grammar); only web
+    # counts anything with them, so only web pays for importing `limits`.
+    others = ["jobs.worker", "jobs.clock", "admin.release", "admin.users", "admin.jobs"]
+    code = (
+        f"import sys, {', '.join(f'{{ cookiecutter.package }}.{m}' for m in others)}\n"
+        "from {{ cookiecutter.package }}.core.settings import load_settings\n"
+        "load_settings()\n"
+        "print('limits' in sys.modules)\n"
+    )
+    env = {**migrated, "RATE_LIMIT": "5/minute"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.stdout.strip() == "False", result.stdout + result.stderr
