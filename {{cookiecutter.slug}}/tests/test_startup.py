@@ -47,12 +47,12 @@ def test_worker_started_while_the_broker_is_down_works_once_it_is_back(
 
 
 def imported_by(*modules: str) -> set[str]:
-    """The package's own modules (and Celery's worker machinery) that importing `modules` loads,
-    in a fresh interpreter."""
+    """The package's own modules (and Celery's worker machinery, and web's framework) that
+    importing `modules` loads, in a fresh interpreter."""
     code = (
         f"import sys, {', '.join(modules)}; "
         "print('\\n'.join(m for m in sys.modules"
-        " if m.startswith(('{{ cookiecutter.package }}', 'celery.apps'))))"
+        " if m.startswith(('{{ cookiecutter.package }}', 'celery.apps', 'starlette', 'fastapi'))))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
@@ -72,6 +72,8 @@ def test_layout_keeps_each_process_type_to_its_own_machinery() -> None:
         *(f"{{ cookiecutter.package }}.core.{name}" for name in (*shared, "redis_client", "flags")),
     )
     assert not {m for m in core if m.split(".")[1:2] in (["web"], ["jobs"], ["admin"])}
+    # Nor web's framework: the worker and the clock would load it with the core they share.
+    assert not {m for m in core if m.startswith(("starlette", "fastapi"))}
 
 
 def test_web_loads_ciphers_and_webauthn_only_when_a_second_factor_needs_them() -> None:

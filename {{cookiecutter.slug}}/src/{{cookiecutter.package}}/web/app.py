@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from ..core.db import create_async_db_engine, session_factory
 from ..core.flags import create_flags
 from ..core.logging import AccessLog
-from ..core.metrics import HttpMetrics, metrics_endpoint
+from ..core.metrics import HttpMetrics
 from ..core.mfa.pending import create_pending_logins
 from ..core.mfa.secretbox import create_secretbox
 from ..core.passkeys.challenges import create_challenges
@@ -35,7 +35,7 @@ from .deadline import DeadlineMiddleware
 from .docs import add_docs
 from .errors import install_error_handlers
 from .headers import SecurityHeadersMiddleware, security_headers
-from .observe import ObserveMiddleware
+from .observe import ObserveMiddleware, metrics_endpoint
 from .page import add_page
 from .ratelimit import create_login_throttle, create_mail_throttle, create_rate_limiter
 from .untraced import UntracedMiddleware, is_untraced
