@@ -64,6 +64,9 @@ def imported_by(*modules: str) -> set[str]:
 def test_layout_keeps_each_process_type_to_its_own_machinery() -> None:
     web = imported_by("{{ cookiecutter.package }}.web.server")
     assert not {m for m in web if m.startswith(("{{ cookiecutter.package }}.jobs", "celery.apps"))}
+    # The clock enqueues and never works: Celery's beat, not the worker and its tasks.
+    clock = imported_by("{{ cookiecutter.package }}.jobs.clock") - {"{{ cookiecutter.package }}.jobs.clock"}
+    assert not {m for m in clock if m.startswith(("{{ cookiecutter.package }}.jobs.", "celery.apps.worker"))}
     # The shared core imports neither side. One interpreter for all of core: what importing them
     # together loads is the union of what each loads alone (a start costs a CPU-second here).
     shared = ("settings", "logging", "db", "models", "metrics", "sessions", "broker", "tracing")
