@@ -50,6 +50,45 @@ def test_task_limits_must_stay_below_the_visibility_timeout(
         Settings()
 
 
+@pytest.mark.parametrize(
+    "value",
+    [
+        *("60/minute", "10 per second", "5/5 minutes", " 1 PER 2 Hours ", "0/day", "3/month"),
+        *("7 per 1 year", "2/seconds", "60/minute\n"),
+        *("", "60", "/minute", "60/", "60/fortnight", "sixty/minute", "60 minute", "-1/minute"),
+        *("60/minute,", "60/minute 5", "1.5/minute", "60/m", "60//minute"),
+    ],
+)
+def test_rate_limits_are_checked_as_the_limits_package_reads_them(
+    value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # settings.py checks them by their grammar, without importing `limits` (see _rate_limit).
+    from limits import parse
+
+    try:
+        parse(value)
+        readable = True
+    except ValueError:
+        readable = False
+    for name, good in GOOD.items():
+        monkeypatch.setenv(name, good)
+    monkeypatch.setenv("RATE_LIMIT", value)
+    try:
+        Settings()
+        accepted = True
+    except ValidationError:
+        accepted = False
+    assert accepted == readable
+
+
+def test_several_rate_limits_in_one_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `limits` would read the first and drop the rest without a word.
+    for name, good in {**GOOD, "RATE_LIMIT": "5/minute;100/day"}.items():
+        monkeypatch.setenv(name, good)
+    with pytest.raises(ValidationError, match="rate_limit"):
+        Settings()
+
+
 def run_process(kind: str, env: dict[str, str]) -> tuple[int, str, float]:
     started = time.monotonic()
     result = subprocess.run(

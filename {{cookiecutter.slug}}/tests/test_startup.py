@@ -47,12 +47,12 @@ def test_worker_started_while_the_broker_is_down_works_once_it_is_back(
 
 
 def imported_by(*modules: str) -> set[str]:
-    """The package's own modules (and Celery's worker machinery) that importing `modules` loads,
-    in a fresh interpreter."""
+    """The package's own modules (and Celery's worker machinery, and web's framework) that
+    importing `modules` loads, in a fresh interpreter."""
     code = (
         f"import sys, {', '.join(modules)}; "
         "print('\\n'.join(m for m in sys.modules"
-        " if m.startswith(('{{ cookiecutter.package }}', 'celery.apps'))))"
+        " if m.startswith(('{{ cookiecutter.package }}', 'celery.apps', 'starlette', 'fastapi'))))"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
@@ -64,6 +64,9 @@ def imported_by(*modules: str) -> set[str]:
 def test_layout_keeps_each_process_type_to_its_own_machinery() -> None:
     web = imported_by("{{ cookiecutter.package }}.web.server")
     assert not {m for m in web if m.startswith(("{{ cookiecutter.package }}.jobs", "celery.apps"))}
+    # The clock enqueues and never works: Celery's beat, not the worker and its tasks.
+    clock = imported_by("{{ cookiecutter.package }}.jobs.clock") - {"{{ cookiecutter.package }}.jobs.clock"}
+    assert not {m for m in clock if m.startswith(("{{ cookiecutter.package }}.jobs.", "celery.apps.worker"))}
     # The shared core imports neither side. One interpreter for all of core: what importing them
     # together loads is the union of what each loads alone (a start costs a CPU-second here).
     shared = ("settings", "logging", "db", "models", "metrics", "sessions", "broker", "tracing")
@@ -72,6 +75,8 @@ def test_layout_keeps_each_process_type_to_its_own_machinery() -> None:
         *(f"{{ cookiecutter.package }}.core.{name}" for name in (*shared, "redis_client", "flags")),
     )
     assert not {m for m in core if m.split(".")[1:2] in (["web"], ["jobs"], ["admin"])}
+    # Nor web's framework: the worker and the clock would load it with the core they share.
+    assert not {m for m in core if m.startswith(("starlette", "fastapi"))}
 
 
 def test_web_loads_ciphers_and_webauthn_only_when_a_second_factor_needs_them() -> None:
@@ -88,3 +93,56 @@ def test_web_loads_ciphers_and_webauthn_only_when_a_second_factor_needs_them() -
         [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
     )
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+# What a web process defers until a request needs it, and then imports once: Celery and kombu at
+# the first task it sends (core/task_sender.py), flagd's rule evaluator when there is a flag file
+# (core/flag_provider.py). Each is a share of the cold start that bench/startup.py measures.
+DEFERRED_BY_WEB = ("celery.app", "kombu.connection", "openfeature.contrib.tools.flagd.core")
+
+
+def test_a_ready_web_has_not_imported_what_only_some_requests_need(
+    migrated: dict[str, str],
+) -> None:
+    # The app built and its lifespan entered, as a web process has them once it is ready.
+    code = (
+        "import asyncio, sys\n"
+        "from {{ cookiecutter.package }}.core.settings import load_settings\n"
+        "from {{ cookiecutter.package }}.web.app import create_app\n"
+        "async def ready() -> None:\n"
+        "    app = create_app(load_settings())\n"
+        "    async with app.router.lifespan_context(app):\n"
+        f"        print([m for m in {DEFERRED_BY_WEB!r} if m in sys.modules])\n"
+        "asyncio.run(ready())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=migrated, capture_output=True, text=True, timeout=30
+    )
+    assert result.stdout.strip() == "[]", result.stdout + result.stderr
+
+
+def test_only_web_imports_the_rate_limiting_package(migrated: dict[str, str]) -> None:
+    # Every process checks RATE_LIMIT and the like (settings.py, by their grammar); only web
+    # counts anything with them, so only web pays for importing `limits`.
+    others = ["jobs.worker", "jobs.clock", "admin.release", "admin.users", "admin.jobs"]
+    code = (
+        f"import sys, {', '.join(f'{{ cookiecutter.package }}.{m}' for m in others)}\n"
+        "from {{ cookiecutter.package }}.core.settings import load_settings\n"
+        "load_settings()\n"
+        "print('limits' in sys.modules)\n"
+    )
+    env = {**migrated, "RATE_LIMIT": "5/minute"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.stdout.strip() == "False", result.stdout + result.stderr
+
+
+def test_no_process_imports_rich_for_tracebacks_it_never_prints() -> None:
+    # structlog imports rich whenever it is installed, as it is here in the dev venv: every
+    # process type's start would pay for it (__main__.py keeps it out).
+    code = "import sys, {{ cookiecutter.package }}.__main__, structlog; print(sys.modules.get('rich') is not None)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
+    )
+    assert result.stdout.strip() == "False", result.stdout + result.stderr

@@ -6,8 +6,14 @@ import sys
 import tempfile
 from importlib import import_module
 
-from .core.settings import load_settings
-from .core.telemetry import keep_unused_sdk_out
+# Before anything imports structlog (core/settings.py does), in every process: structlog imports
+# rich whenever it is installed, as the dev tools install it, for console tracebacks that no
+# process here prints (every line is JSON). That was about 50 ms of each start in the tests. A
+# None in sys.modules makes the import fail, which structlog expects and handles.
+sys.modules.setdefault("rich", None)  # type: ignore[arg-type]
+
+from .core.settings import load_settings  # noqa: E402
+from .core.telemetry import keep_unused_sdk_out  # noqa: E402
 
 # Before anything imports redis, in every process: spawned web children run this module first.
 keep_unused_sdk_out()

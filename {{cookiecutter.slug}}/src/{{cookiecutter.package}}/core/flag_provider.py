@@ -21,15 +21,19 @@ import json
 import threading
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
-from openfeature.contrib.tools.flagd.core import FlagdCore
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.event import ProviderEventDetails
 from openfeature.exception import FlagNotFoundError, OpenFeatureError
 from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 from openfeature.provider import AbstractProvider, Metadata
+
+if TYPE_CHECKING:
+    # flagd's rule evaluator, with its JSON Logic, hashing and semver packages, is imported only
+    # when there is a flag file to evaluate (parse_flag_file): most processes have none.
+    from openfeature.contrib.tools.flagd.core import FlagdCore
 
 log = structlog.get_logger(__name__)
 
@@ -40,8 +44,10 @@ class FlagFileError(ValueError):
     """The flag file cannot be used; the message says where and why."""
 
 
-def parse_flag_file(raw: bytes) -> tuple[FlagdCore, list[str]]:
+def parse_flag_file(raw: bytes) -> tuple["FlagdCore", list[str]]:
     """An evaluator holding the file's flags and their keys, or FlagFileError naming a problem."""
+    from openfeature.contrib.tools.flagd.core import FlagdCore  # see the import above
+
     try:
         data = json.loads(raw)
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError: line and column
@@ -74,7 +80,7 @@ class LocalProvider(AbstractProvider):
         self.path = path
         self.reload_seconds = reload_seconds
         self.declared = declared
-        self._file = FlagdCore()  # no flags until the file is read
+        self._file: FlagdCore | None = None  # no flags until the file is read
         # What the last check read (or why it could not), good or bad: compared at each check.
         self._seen: bytes | str | None = None
         self._stop = threading.Event()
@@ -136,6 +142,8 @@ class LocalProvider(AbstractProvider):
                 reason=Reason.STATIC,
             )
         evaluator = self._file
+        if evaluator is None:  # no flag file (or none read yet): the code's default is the answer
+            return FlagResolutionDetails(default, reason=Reason.DEFAULT)
         resolve = getattr(evaluator, f"resolve_{kind}_value")
         try:
             return resolve(key, default, context)  # type: ignore[no-any-return]

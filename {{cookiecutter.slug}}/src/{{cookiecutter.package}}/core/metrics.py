@@ -8,19 +8,9 @@ worker. A single web process keeps its samples in memory, which costs less per r
 """
 
 import os
-from collections.abc import Callable
 
-from prometheus_client import (
-    CONTENT_TYPE_LATEST,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    generate_latest,
-)
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.multiprocess import MultiProcessCollector
-from starlette.responses import Response
-from starlette.types import Scope
 
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -32,16 +22,6 @@ def scrape_registry(registry: CollectorRegistry) -> CollectorRegistry:
     merged = CollectorRegistry()
     MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
     return merged
-
-
-def metrics_endpoint(registry: CollectorRegistry) -> Callable[[], Response]:
-    """The `GET /metrics` handler: the Prometheus text format of `registry`."""
-    scraped = scrape_registry(registry)
-
-    def metrics() -> Response:
-        return Response(generate_latest(scraped), media_type=CONTENT_TYPE_LATEST)
-
-    return metrics
 
 
 class HttpMetrics:
@@ -78,17 +58,6 @@ class HttpMetrics:
         count, latency = self._children[key]
         count.inc()
         latency.observe(seconds)
-
-
-def route_template(scope: Scope) -> str:
-    """`/api/v1/notes/{note_id}` for a request to `/api/v1/notes/42`: label values stay few."""
-    route = scope.get("route")  # set by the router that matched; a 404 has none
-    if route is None:
-        return "unmatched"
-    # A route of an included router holds only its own segments (`/notes/{note_id}`); the
-    # request path's leading segments are the prefixes it was included under.
-    depth = route.path.count("/")
-    return str(scope["path"].rsplit("/", depth)[0] + route.path)
 
 
 class TaskMetrics:

@@ -16,7 +16,6 @@ from ..core.logging import configure_logging
 from ..core.redis_client import redis_options
 from ..core.settings import Settings, load_settings
 from ..core.telemetry import start_tracing, tracing_enabled
-from .worker import connect_logging
 
 log = structlog.get_logger(__name__)
 
@@ -55,7 +54,11 @@ def _log_sent(sender: str, headers: dict[str, Any], **_: Any) -> None:
 def main() -> None:
     settings = load_settings()
     configure_logging(settings.log_level, trace_ids=tracing_enabled())
-    connect_logging(settings)
+    # Celery sets up logging of its own unless someone answers this signal: ours stays. (The
+    # worker does the same in jobs/worker.py, whose machinery the clock does not import.)
+    signals.setup_logging.connect(
+        lambda **_: configure_logging(settings.log_level, trace_ids=tracing_enabled()), weak=False
+    )
     # Each enqueue starts a trace of its own. redbeat's Redis calls are not traced: its lock
     # renewals and schedule reads, every loop, would each be a trace of their own as well.
     tracing = start_tracing("clock", redis=False)

@@ -14,11 +14,10 @@ import structlog
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from ..core.broker import create_celery
 from ..core.db import create_async_db_engine, session_factory
 from ..core.flags import create_flags
 from ..core.logging import AccessLog
-from ..core.metrics import HttpMetrics, metrics_endpoint
+from ..core.metrics import HttpMetrics
 from ..core.mfa.pending import create_pending_logins
 from ..core.mfa.secretbox import create_secretbox
 from ..core.passkeys.challenges import create_challenges
@@ -26,6 +25,7 @@ from ..core.passwords import Hasher
 from ..core.redis_client import create_redis
 from ..core.sessions import create_session_store
 from ..core.settings import Settings
+from ..core.task_sender import TaskSender
 from . import api, health
 from .body_limit import BodyLimitMiddleware
 from .cookie import SessionCookie
@@ -35,7 +35,7 @@ from .deadline import DeadlineMiddleware
 from .docs import add_docs
 from .errors import install_error_handlers
 from .headers import SecurityHeadersMiddleware, security_headers
-from .observe import ObserveMiddleware
+from .observe import ObserveMiddleware, metrics_endpoint
 from .page import add_page
 from .ratelimit import create_login_throttle, create_mail_throttle, create_rate_limiter
 
@@ -58,7 +58,7 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
             tracing.instrument_engine(engine.sync_engine)
         login_check = create_async_db_engine(settings, pooled=False)  # /readyz: see health.py
         redis = create_redis(settings)
-        celery = create_celery(settings)
+        tasks = TaskSender(settings)
         hasher = Hasher(settings)
         flags = create_flags(settings, registry)
         yield {
@@ -67,7 +67,7 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
             "login_check_engine": login_check,
             "sessionmaker": session_factory(engine),
             "redis": redis,
-            "celery": celery,
+            "tasks": tasks,
             "rate_limiter": create_rate_limiter(settings, redis),
             "login_throttle": create_login_throttle(settings, redis),
             "mail_throttle": create_mail_throttle(settings, redis),
@@ -92,7 +92,7 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
                 await asyncio.gather(engine.dispose(), login_check.dispose(), redis.aclose())
         except TimeoutError:
             log.warning("closing connections timed out")
-        celery.close()
+        tasks.close()
 
     app = FastAPI(
         title=TITLE,

@@ -10,7 +10,6 @@ a thread pool, and that hop cost more than the rest of a session read together.
 from collections.abc import AsyncIterator
 from typing import Annotated
 
-from celery import Celery
 from fastapi import Depends, HTTPException, Request
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
@@ -22,6 +21,7 @@ from ..core.passkeys.challenges import Challenges
 from ..core.passwords import Hasher
 from ..core.sessions import Session, SessionStore
 from ..core.settings import Settings
+from ..core.task_sender import TaskSender
 from .cookie import SessionCookie
 from .ratelimit import Throttle
 
@@ -43,8 +43,8 @@ async def _redis(request: Request) -> Redis:
     return request.state.redis  # type: ignore[no-any-return]
 
 
-async def _celery(request: Request) -> Celery:
-    return request.state.celery
+async def _tasks(request: Request) -> TaskSender:
+    return request.state.tasks  # type: ignore[no-any-return]
 
 
 async def _settings(request: Request) -> Settings:
@@ -104,7 +104,7 @@ DbSession = Annotated[AsyncSession, Depends(_db_session)]
 DbEngine = Annotated[AsyncEngine, Depends(_engine)]
 LoginCheckEngine = Annotated[AsyncEngine, Depends(_login_check_engine)]
 RedisClient = Annotated[Redis, Depends(_redis)]
-CeleryApp = Annotated[Celery, Depends(_celery)]
+Tasks = Annotated[TaskSender, Depends(_tasks)]
 AppSettings = Annotated[Settings, Depends(_settings)]
 Sessions = Annotated[SessionStore, Depends(_session_store)]
 RequestId = Annotated[str, Depends(_request_id)]

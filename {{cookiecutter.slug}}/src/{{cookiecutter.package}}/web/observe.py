@@ -10,15 +10,38 @@ its id too. uvicorn's own access log is off (see server.py).
 import time
 
 import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.flags import EVALUATED
 from ..core.logging import AccessLog
-from ..core.metrics import HttpMetrics, route_template
+from ..core.metrics import HttpMetrics, scrape_registry
 from .errors import send_json_error
 from .request_id import HEADER, request_id
 
 log = structlog.get_logger(__name__)
+
+
+def route_template(scope: Scope) -> str:
+    """`/api/v1/notes/{note_id}` for a request to `/api/v1/notes/42`: label values stay few."""
+    route = scope.get("route")  # set by the router that matched; a 404 has none
+    if route is None:
+        return "unmatched"
+    # A route of an included router holds only its own segments (`/notes/{note_id}`); the
+    # request path's leading segments are the prefixes it was included under.
+    depth = route.path.count("/")
+    return str(scope["path"].rsplit("/", depth)[0] + route.path)
+
+
+def metrics_endpoint(registry: CollectorRegistry) -> Callable[[], Response]:
+    """The `GET /metrics` handler: the Prometheus text format of `registry`."""
+    scraped = scrape_registry(registry)
+
+    def metrics() -> Response:
+        return Response(generate_latest(scraped), media_type=CONTENT_TYPE_LATEST)
+
+    return metrics
 
 
 class ObserveMiddleware:

@@ -10,12 +10,12 @@ one when it sends the mail (core/tokens.py).
 from collections.abc import Sequence
 
 import structlog
-from celery import Celery
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from starlette.concurrency import run_in_threadpool
 
 from ..models import Outbox
+from ..task_sender import TaskSender
 
 log = structlog.get_logger(__name__)
 
@@ -28,19 +28,19 @@ async def add(db: AsyncSession, kind: str, to: str, user_id: int | None = None) 
     return row.id
 
 
-def _send_tasks(celery: Celery, ids: Sequence[int], request_id: str | None) -> None:
+def _send_tasks(tasks: TaskSender, ids: Sequence[int], request_id: str | None) -> None:
     for outbox_id in ids:
-        celery.send_task("mail.send", args=[outbox_id], headers={"request_id": request_id})
+        tasks.send_task("mail.send", args=[outbox_id], headers={"request_id": request_id})
 
 
 async def enqueue(
-    engine: AsyncEngine, celery: Celery, ids: Sequence[int], request_id: str | None
+    engine: AsyncEngine, tasks: TaskSender, ids: Sequence[int], request_id: str | None
 ) -> None:
     """Enqueue committed outbox rows; on failure the sweep will (the request goes on)."""
     if not ids:
         return
     try:
-        await run_in_threadpool(_send_tasks, celery, ids, request_id)
+        await run_in_threadpool(_send_tasks, tasks, ids, request_id)
     except Exception as exc:
         log.warning("enqueue failed", outbox_ids=list(ids), error=type(exc).__name__)
         return

@@ -17,7 +17,6 @@ from ...core.mail import outbox
 from ...core.mfa import factors, totp
 from ..deps import (
     AppSettings,
-    CeleryApp,
     ClientAddress,
     CurrentSession,
     DbEngine,
@@ -27,6 +26,7 @@ from ..deps import (
     Passwords,
     RequestId,
     Sessions,
+    Tasks,
 )
 from ..ratelimit import rate_limited
 from .routers import api_router
@@ -94,7 +94,7 @@ async def _sign_in_changed(
     db: DbSession,
     engine: DbEngine,
     store: Sessions,
-    celery: CeleryApp,
+    tasks: Tasks,
     request_id: RequestId,
 ) -> SignInChange:
     """`await changed()`: commit a change of sign-in methods; the other sessions end, the owner
@@ -104,7 +104,7 @@ async def _sign_in_changed(
         notice = await outbox.add(db, NOTICE, session.email, session.user_id)
         await store.end_all(session.user_id, keep=session.handle)
         await db.commit()
-        await outbox.enqueue(engine, celery, [notice], request_id)
+        await outbox.enqueue(engine, tasks, [notice], request_id)
 
     return changed
 

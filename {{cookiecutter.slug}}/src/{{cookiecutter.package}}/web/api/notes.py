@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Annotated, Protocol
 
 import structlog
-from celery import Celery
 from fastapi import HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam, insert, select
@@ -21,7 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from ...core.flags import NOTE_SUMMARY
 from ...core.models import Note
-from ..deps import CeleryApp, CurrentSession, DbEngine, DbSession, FeatureFlags, RequestId
+from ...core.task_sender import TaskSender
+from ..deps import CurrentSession, DbEngine, DbSession, FeatureFlags, RequestId, Tasks
 from ..ratelimit import rate_limited
 from .fields import RowId, StorableText
 from .routers import api_router
@@ -81,9 +81,9 @@ def _out(note: _NoteColumns, summary: str | None) -> NoteOut:
 NOTE_COLUMNS = [column for column in Note.__table__.c if column.key != "summary"]
 
 
-def enqueue_enrichment(celery: Celery, note_id: int, request_id: str | None) -> None:
+def enqueue_enrichment(tasks: TaskSender, note_id: int, request_id: str | None) -> None:
     # The request id travels in the message headers and is bound to the worker's log lines.
-    celery.send_task("notes.enrich", args=[note_id], headers={"request_id": request_id})
+    tasks.send_task("notes.enrich", args=[note_id], headers={"request_id": request_id})
 
 
 @router.post("", status_code=201, dependencies=[rate_limited])
@@ -91,7 +91,7 @@ async def create_note(
     note: NoteIn,
     session: CurrentSession,
     db: DbSession,
-    celery: CeleryApp,
+    tasks: Tasks,
     request_id: RequestId,
     flags: FeatureFlags,
 ) -> NoteOut:
@@ -101,7 +101,7 @@ async def create_note(
     row = (await db.execute(insert(Note).values(values).returning(*NOTE_COLUMNS))).one()
     await db.commit()  # the connection goes back to the pool before the broker call below
     try:
-        await run_in_threadpool(enqueue_enrichment, celery, row.id, request_id)
+        await run_in_threadpool(enqueue_enrichment, tasks, row.id, request_id)
     except Exception as exc:  # the note is stored; the clock's sweep enqueues it later
         log.warning("enqueue failed", note_id=row.id, error=type(exc).__name__)
     # No summary before the worker has run. Evaluated all the same: the access line names the

@@ -21,7 +21,6 @@ from ...core.mail import outbox
 from ...core.models import User
 from ..deps import (
     AppSettings,
-    CeleryApp,
     ClientAddress,
     DbEngine,
     DbSession,
@@ -29,6 +28,7 @@ from ..deps import (
     Passwords,
     RequestId,
     Sessions,
+    Tasks,
 )
 from ..ratelimit import rate_limited
 from .routers import api_router
@@ -76,7 +76,7 @@ MailLater = Callable[[str, str], Awaitable[None]]
 async def _mail_later(
     db: DbSession,
     engine: DbEngine,
-    celery: CeleryApp,
+    tasks: Tasks,
     request_id: RequestId,
     throttle: MailThrottle,
     address: ClientAddress,
@@ -88,7 +88,7 @@ async def _mail_later(
         await throttle.attempt(email, address)
         mail = await outbox.add(db, kind, email)
         await db.commit()
-        await outbox.enqueue(engine, celery, [mail], request_id)
+        await outbox.enqueue(engine, tasks, [mail], request_id)
 
     return mail_later
 
@@ -110,7 +110,7 @@ async def reset_password(
     hasher: Passwords,
     settings: AppSettings,
     store: Sessions,
-    celery: CeleryApp,
+    tasks: Tasks,
     request_id: RequestId,
 ) -> None:
     check_rules(body.password, settings, "password")
@@ -128,7 +128,7 @@ async def reset_password(
         password_hash=new_hash,
         password_changed_at=func.now(),
     )
-    await outbox.enqueue(engine, celery, [notice], request_id)
+    await outbox.enqueue(engine, tasks, [notice], request_id)
 
 
 @router.post("/email-verification", status_code=202, dependencies=[rate_limited])

@@ -12,7 +12,6 @@ from ...core.mail import outbox
 from ...core.passwords import broken_rule
 from ..deps import (
     AppSettings,
-    CeleryApp,
     ClientAddress,
     CurrentSession,
     DbEngine,
@@ -22,6 +21,7 @@ from ..deps import (
     Passwords,
     RequestId,
     Sessions,
+    Tasks,
 )
 from ..ratelimit import rate_limited
 from .routers import api_router
@@ -78,7 +78,7 @@ async def sign_up(
     hasher: Passwords,
     settings: AppSettings,
     flags: FeatureFlags,
-    celery: CeleryApp,
+    tasks: Tasks,
     request_id: RequestId,
 ) -> SignedUp:
     # The kill switch comes first: switched off, a sign-up costs no hash and no query.
@@ -95,7 +95,7 @@ async def sign_up(
     except EmailTaken:
         mails.append(await outbox.add(db, "account-exists", body.email))
     await db.commit()
-    await outbox.enqueue(engine, celery, mails, request_id)
+    await outbox.enqueue(engine, tasks, mails, request_id)
     return SignedUp(email=body.email, detail=SIGNED_UP[settings.email_verification])
 
 
@@ -127,7 +127,7 @@ async def change_password(
     store: Sessions,
     throttle: LoginThrottle,
     address: ClientAddress,
-    celery: CeleryApp,
+    tasks: Tasks,
     request_id: RequestId,
 ) -> None:
     await check_current_password(session, body.current_password, db, hasher, throttle, address)
@@ -139,7 +139,7 @@ async def change_password(
 
     notice = await outbox.add(db, "password-changed", session.email, session.user_id)
     await set_password(db, session.user_id, new_hash, end_other_sessions)
-    await outbox.enqueue(engine, celery, [notice], request_id)
+    await outbox.enqueue(engine, tasks, [notice], request_id)
 
 
 class EmailChange(BaseModel):
@@ -158,7 +158,7 @@ async def change_email(
     hasher: Passwords,
     throttle: LoginThrottle,
     address: ClientAddress,
-    celery: CeleryApp,
+    tasks: Tasks,
     request_id: RequestId,
 ) -> None:
     """Mail a confirmation link to the new address and a notice to the old one; the address
@@ -169,4 +169,4 @@ async def change_email(
         await outbox.add(db, "email-change-notice", session.email, session.user_id),
     ]
     await db.commit()
-    await outbox.enqueue(engine, celery, mails, request_id)
+    await outbox.enqueue(engine, tasks, mails, request_id)
