@@ -8,6 +8,7 @@ its id too. uvicorn's own access log is off (see server.py).
 """
 
 import time
+from collections.abc import Callable
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
