@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/run.py            # about 2.5 minutes on 2 cores; writes bench/RESULTS.md
     .venv/bin/python bench/run.py --only tracing   # the tracing rows alone, printed, not written
+    .venv/bin/python bench/run.py --only worker    # one phase, its figures on stderr; no report
 
 One run, end to end: render the template into a temporary directory, install it from its locks,
 migrate a fresh database, then measure
@@ -77,7 +78,7 @@ class Options:
     redis_db: int
     keep: bool
     output: Path
-    only: str | None = None  # "tracing": that phase alone, to work on it; RESULTS.md left alone
+    only: str | None = None  # one phase of PHASES alone, its figures printed; no report
 
 
 def parse_options() -> Options:
@@ -96,9 +97,7 @@ def parse_options() -> Options:
     )
     parser.add_argument("--keep", action="store_true", help="keep the rendered project")
     parser.add_argument("--output", type=Path, default=BENCH_DIR / "RESULTS.md")
-    parser.add_argument(
-        "--only", choices=["tracing"], help="run one phase and print its tables (not written)"
-    )
+    parser.add_argument("--only", choices=sorted(PHASES), help="run one phase, write no report")
     args = parser.parse_args()
     return Options(
         threads=args.threads,
@@ -339,11 +338,27 @@ class LoadResult:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time the process has used so far (fields 14 and 15 of stat)."""
+def _stat_ticks(pid: int) -> list[int]:
+    """utime, stime, cutime, cstime: fields 14 to 17 of /proc/<pid>/stat, in clock ticks."""
     # The command name (field 2) may contain spaces; the fields after its ")" do not.
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return [int(value) for value in fields[11:15]]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far."""
+    utime, stime, _, _ = _stat_ticks(pid)
+    return (utime + stime) / CLOCK_TICKS
+
+
+def worker_cpu_seconds(pid: int) -> tuple[float, float]:
+    """CPU seconds of a worker's main process, and of its pool: the processes running now and
+    those it replaced (ended and waited for). What draining costs, whatever the load did to the
+    rate."""
+    utime, stime, cutime, cstime = _stat_ticks(pid)
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    pool = sum(cpu_seconds(int(child)) for child in children)
+    return (utime + stime) / CLOCK_TICKS, pool + (cutime + cstime) / CLOCK_TICKS
 
 
 def wrk(
@@ -608,6 +623,8 @@ class WorkerResult:
     wall_s: float  # worker exec -> every note enriched, start-up included
     steady_per_s: float  # between the first and the last enriched_at: the draining rate
     exit_code: int
+    main_cpu_us: float  # CPU per note of the main process (the consumer), start-up left out
+    pool_cpu_us: float  # and of the pool processes, which run the tasks
 
 
 def drain(
@@ -622,12 +639,18 @@ def drain(
     proc = start(project, args, log_name, **env)
     with running(proc):
         deadline = t0 + 180
+        # CPU is counted from the first poll that finds notes done (start-up left out), over
+        # the notes still pending then; from exec, if the first poll finds them all done.
+        first_pending, first_cpu = len(ids), (0.0, 0.0)
         # psql costs a few ms of CPU each time: poll at 10 Hz, not faster.
-        while int(psql(project.database, pending_sql)) > 0:
+        while (pending := int(psql(project.database, pending_sql))) > 0:
             if proc.poll() is not None or time.perf_counter() > deadline:
                 raise RuntimeError(f"{log_name}: worker stopped or timed out before draining")
+            if first_pending == len(ids) and pending < len(ids):
+                first_pending, first_cpu = pending, worker_cpu_seconds(proc.pid)
             time.sleep(0.1)
         wall = time.perf_counter() - t0
+        main_cpu, pool_cpu = worker_cpu_seconds(proc.pid)
         proc.send_signal(signal.SIGTERM)  # Celery's warm shutdown
         code = proc.wait(30)
     elapsed = "extract(epoch FROM max(enriched_at) - min(enriched_at))"
@@ -639,6 +662,8 @@ def drain(
         wall_s=wall,
         steady_per_s=(len(ids) - 1) / span if span > 0 else float("inf"),
         exit_code=code,
+        main_cpu_us=(main_cpu - first_cpu[0]) / first_pending * 1e6,
+        pool_cpu_us=(pool_cpu - first_cpu[1]) / first_pending * 1e6,
     )
 
 
@@ -684,14 +709,20 @@ def worker_throughput(
             capture_output=True,
         )
         bare.append(drain(project, ids, [str(BARE_WORKER)], "bare-worker.log", **bare_env))
-        log(
-            f"  round {n + 1}: generated {generated[-1].steady_per_s:.0f}, "
-            f"bare {bare[-1].steady_per_s:.0f} notes/s"
-        )
+        log(f"  round {n + 1}: generated {worker_figures(generated[-1])}")
+        log(f"           bare {worker_figures(bare[-1])}")
     return (
         max(generated, key=lambda r: r.steady_per_s),
         max(bare, key=lambda r: r.steady_per_s),
     )
+
+
+def cpu_per_note(r: WorkerResult) -> str:
+    return f"{r.main_cpu_us:.0f} + {r.pool_cpu_us:.0f} µs/note"
+
+
+def worker_figures(r: WorkerResult) -> str:
+    return f"{r.steady_per_s:.0f} notes/s, CPU (main + pool) {cpu_per_note(r)}"
 
 
 # --- Report ------------------------------------------------------------------------------------
@@ -908,8 +939,9 @@ def process_table(opts: Options, res: Results) -> list[str]:
         f"{verdict(res.rss_mb[0] <= rss_limit)} |",
         f"| Worker: {w.notes} queued notes, one `worker` process, concurrency {w.concurrency}; "
         "bare: `bench/bare_worker.py` on the same notes | "
-        f"{w.steady_per_s:.0f} notes/s; all done {w.wall_s:.1f} s after exec; exit {w.exit_code} "
-        f"| {bw.steady_per_s:.0f} notes/s; all done {bw.wall_s:.1f} s; exit {bw.exit_code} | "
+        f"{w.steady_per_s:.0f} notes/s; CPU {cpu_per_note(w)}; all done {w.wall_s:.1f} s after "
+        f"exec; exit {w.exit_code} | {bw.steady_per_s:.0f} notes/s; CPU {cpu_per_note(bw)}; "
+        f"all done {bw.wall_s:.1f} s; exit {bw.exit_code} | "
         f"≥ {TARGET_WORKER_RATIO}x of bare ({worker_ratio:.2f}x) | "
         f"{verdict(worker_ratio >= TARGET_WORKER_RATIO)} |",
         f"| Logins per second, one web process, default argon2id (m=19 MiB, t=2, p=1), "
@@ -925,7 +957,10 @@ def process_table(opts: Options, res: Results) -> list[str]:
         "its shutdown, so it dies by the signal (-15) and skips interpreter clean-up; the "
         "generated web returns and exits 0.",
         "- Worker notes/s is the draining rate, between the first and the last `enriched_at`; "
-        "the all-done time also counts the worker's own start-up. The two workers take turns "
+        "the all-done time also counts the worker's own start-up. CPU per note: user + system "
+        "time of the main process (the consumer) + its pool processes (the tasks), from the "
+        "first poll that finds notes done to the last, over the notes done in between; it "
+        "varies less with the machine's load than the rate. The two workers take turns "
         f"({opts.rounds} rounds, the best of each shown), on the same notes with their results "
         "cleared, each from its own queue.",
         "",
@@ -1146,18 +1181,16 @@ def load_phase(opts: Options, project: Project, bare_port: int) -> LoadPhase:
     return LoadPhase(results, tracing, receiver, rss, ids, burst)
 
 
-def tracing_only(opts: Options) -> None:
-    """`--only tracing`: the tracing rows and the SDK floor, against an untraced web of the same
-    render, printed as the full run's tables. RESULTS.md stays the full run's."""
-    with ExitStack() as cleanup:
-        project = prepare(opts, cleanup)
-        port = int(project.env["PORT"])
-        with running(start(project, web_args(), "web.log")) as web:
-            wait_ready(web, port)
-            cookie = create_session(port)
-            note_id = post_notes(port, cookie, 1)[0]
-            tracing, receiver = tracing_phase(opts, project, Server(port, web.pid), cookie, note_id)
-        span_floor = json.loads(venv_python(project.python, str(BENCH_DIR / "span_floor.py")))
+def tracing_only(opts: Options, project: Project) -> None:
+    """The tracing rows and the SDK floor, against an untraced web of the same render, printed
+    as the full run's tables."""
+    port = int(project.env["PORT"])
+    with running(start(project, web_args(), "web.log")) as web:
+        wait_ready(web, port)
+        cookie = create_session(port)
+        note_id = post_notes(port, cookie, 1)[0]
+        tracing, receiver = tracing_phase(opts, project, Server(port, web.pid), cookie, note_id)
+    span_floor = json.loads(venv_python(project.python, str(BENCH_DIR / "span_floor.py")))
     export = (receiver.requests, receiver.bytes)
     print(
         "\n".join(
@@ -1170,10 +1203,30 @@ def tracing_only(opts: Options) -> None:
     )
 
 
+def worker_phase(opts: Options, project: Project) -> None:
+    """The worker row alone: notes queued over HTTP (web started for that only), then drained."""
+    port = int(project.env["PORT"])
+    with running(start(project, web_args(), "web.log")) as web:
+        wait_ready(web, port)
+        log(f"queueing {opts.notes} notes over HTTP (no worker running yet)")
+        ids = post_notes(port, create_session(port), opts.notes)
+    log("worker: draining the queue")
+    worker, bare = worker_throughput(project, ids, opts.rounds)
+    log(f"best of {opts.rounds}: generated {worker_figures(worker)}")
+    log(f"                  bare {worker_figures(bare)}")
+    ratio = worker.steady_per_s / bare.steady_per_s
+    log(f"generated / bare: {ratio:.2f}x by rate (target ≥ {TARGET_WORKER_RATIO}x)")
+
+
+# `--only PHASE`: one phase on a fresh render, its figures logged, no report written.
+PHASES = {"tracing": tracing_only, "worker": worker_phase}
+
+
 def main() -> None:
     opts = parse_options()
-    if opts.only == "tracing":
-        tracing_only(opts)
+    if opts.only is not None:
+        with ExitStack() as cleanup:
+            PHASES[opts.only](opts, prepare(opts, cleanup))
         return
     began = time.perf_counter()
     load_at_start = load_average()

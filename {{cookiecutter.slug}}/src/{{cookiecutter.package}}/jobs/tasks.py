@@ -22,7 +22,7 @@ import redis.exceptions
 import sqlalchemy.exc
 import structlog
 from celery import Task, shared_task
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from ..core.dead_letters import record, send_again, unfinished_redrives
@@ -111,25 +111,37 @@ def summarise(body: str) -> str:
     return first if len(first) <= SUMMARY_LENGTH else first[: SUMMARY_LENGTH - 1] + "…"
 
 
+# notes.enrich's two statements, built once. Built in the task, each call paid for building them
+# and for their cache key (the compiled cache saves only the compiling): 0.35 ms of CPU a task,
+# as much as both round trips (the template's bench/, "Worker").
+# FOR UPDATE: two copies of the task on one note take turns; lock_timeout bounds the wait.
+NOTE_FOR_UPDATE = (
+    select(Note.body, Note.owner_id).where(Note.id == bindparam("note_id")).with_for_update()
+)
+# No values(): the columns SET are the parameters given besides note_id.
+UPDATE_NOTE = update(Note).where(Note.id == bindparam("note_id"))
+
+
 @shared_task(bind=True, base=ReliableTask, name="notes.enrich")
 def enrich_note(self: ReliableTask, note_id: int) -> None:
     """Count the note's words and, while the `note-summary` flag is on for its owner, store its
     summary. Running it again recomputes the same values for the same flags: idempotent."""
     with self.app.engine.begin() as conn:
-        # FOR UPDATE: two copies of this task on one note take turns; lock_timeout bounds the wait.
-        note = conn.execute(
-            select(Note.body, Note.owner_id).where(Note.id == note_id).with_for_update()
-        ).first()
+        note = conn.execute(NOTE_FOR_UPDATE, {"note_id": note_id}).first()
         if note is None:
             log.warning("note is gone", note_id=note_id)
             return
         word_count = len(note.body.split())
         # The same question as the web's, for the same user: both give the same answer.
         summarised = self.app.flags.enabled(NOTE_SUMMARY, note.owner_id)
-        values: dict[str, Any] = {"word_count": word_count, "enriched_at": datetime.now(UTC)}
+        values: dict[str, Any] = {
+            "note_id": note_id,
+            "word_count": word_count,
+            "enriched_at": datetime.now(UTC),
+        }
         if summarised:  # only then is the column touched (expand/contract: models.py)
             values["summary"] = summarise(note.body)
-        conn.execute(update(Note).where(Note.id == note_id).values(values))
+        conn.execute(UPDATE_NOTE, values)
     log.info(
         "note enriched",
         note_id=note_id,
