@@ -141,7 +141,8 @@ def test_only_web_imports_the_rate_limiting_package(migrated: dict[str, str]) ->
 def test_no_process_imports_rich_for_tracebacks_it_never_prints() -> None:
     # structlog imports rich whenever it is installed, as it is here in the dev venv: every
     # process type's start would pay for it (__main__.py keeps it out).
-    code = "import sys, {{ cookiecutter.package }}.__main__, structlog; print(sys.modules.get('rich') is not None)"
+    imports = "import sys, {{ cookiecutter.package }}.__main__, structlog"
+    code = f"{imports}; print(sys.modules.get('rich') is not None)"
     result = subprocess.run(
         [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
     )
