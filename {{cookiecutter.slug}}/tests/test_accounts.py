@@ -274,4 +274,7 @@ def test_livez_stays_fast_while_twenty_logins_hash(shared: Callable[..., Any]) -
     p99 = statistics.quantiles(latencies, n=100)[98]
     print(f"/livez during 60 logins: {len(latencies)} probes, p99 {p99 * 1000:.1f} ms")
     assert len(latencies) >= 20
-    assert p99 < 0.05
+    # A loop blocked by hashing shows the hashes' time: hundreds of ms. 100 ms leaves room for
+    # the probe sharing this process's GIL with the 20 client threads (52 ms seen once in CI;
+    # the bench's probe, in a process of its own, sees about 10).
+    assert p99 < 0.1
