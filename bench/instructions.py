@@ -17,30 +17,23 @@ divided by those requests. Needs valgrind (`apt-get install -y valgrind`).
 """
 
 import argparse
-import os
 import socket
 import subprocess
-import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 from run import (
     BENCH_DIR,
-    PACKAGE,
-    PG_ARGS,
     Project,
     baseline_args,
-    claim_redis_db,
     create_session,
     free_port,
     log,
     machine,
+    migrated_project,
     post_notes,
-    release_redis_db,
-    render_and_install,
     running,
-    service_env,
     start,
     wait_ready,
     web_args,
@@ -114,33 +107,13 @@ def control(pid: int, command: str) -> None:
 
 def prepare(opts: Options, cleanup: ExitStack) -> tuple[Project, str, int]:
     """A rendered, installed and migrated project; a session cookie and a note of its user."""
-    workdir = Path(tempfile.mkdtemp(prefix="twelve-bench-"))
-    cleanup.callback(subprocess.run, ["rm", "-rf", str(workdir)], check=False)
-    log(f"rendering and installing into {workdir}")
-    root = render_and_install(workdir)
-    python = root / ".venv" / "bin" / "python"
-    redis_db = claim_redis_db(python, opts.redis_db)
-    cleanup.callback(release_redis_db, python, redis_db)
-    database = f"bench_{os.getpid()}"
-    project = Project(
-        root, python, database, service_env(database, free_port(), redis_db), workdir / "logs"
-    )
-    project.logs.mkdir()
-    subprocess.run(["createdb", *PG_ARGS, database], check=True)
-    cleanup.callback(subprocess.run, ["dropdb", *PG_ARGS, "--if-exists", database], check=False)
-    subprocess.run(
-        [str(python), "-m", PACKAGE, "release"],
-        cwd=root,
-        env=project.env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
+    project = migrated_project(cleanup, opts.redis_db)
     port = int(project.env["PORT"])
     with running(start(project, web_args(), "web.log")) as web:
         wait_ready(web, port)
         cookie = create_session(port)
         note_id = post_notes(port, cookie, 1)[0]
-    prefix = project.env.get("REDIS_KEY_PREFIX", root.name.replace("-", "_"))
+    prefix = project.env.get("REDIS_KEY_PREFIX", project.root.name.replace("-", "_"))
     opts.session_key = f"{prefix}:session:" + cookie.split(".", 1)[0]
     return project, cookie, note_id
 

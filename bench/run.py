@@ -986,16 +986,21 @@ def fmt(values: list[float], digits: int = 2) -> str:
 
 
 def prepare(opts: Options, cleanup: ExitStack) -> Project:
-    """Render, install, create the database, claim a Redis DB, migrate; undo all at the end."""
+    return migrated_project(cleanup, opts.redis_db, opts.keep)
+
+
+def migrated_project(cleanup: ExitStack, redis_db: int, keep: bool = False) -> Project:
+    """Render, install, create the database, claim a Redis DB (`redis_db` unless taken),
+    migrate; undo all at the end."""
     workdir = Path(tempfile.mkdtemp(prefix="twelve-bench-"))
-    if opts.keep:
+    if keep:
         log(f"keeping {workdir}")
     else:
         cleanup.callback(subprocess.run, ["rm", "-rf", str(workdir)], check=False)
     log(f"rendering and installing into {workdir}")
     root = render_and_install(workdir)
     python = root / ".venv" / "bin" / "python"
-    redis_db = claim_redis_db(python, opts.redis_db)
+    redis_db = claim_redis_db(python, redis_db)
     cleanup.callback(release_redis_db, python, redis_db)
     log(f"using Redis logical DB {redis_db}")
     database = f"bench_{os.getpid()}"
