@@ -12,16 +12,17 @@ from datetime import datetime
 from typing import Annotated, Protocol
 
 import structlog
-from fastapi import HTTPException, Query
+from fastapi import HTTPException, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import bindparam, insert, select
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.orm import undefer
 from starlette.concurrency import run_in_threadpool
 
-from ...core.flags import NOTE_SUMMARY
+from ...core.flags import NOTE_SUMMARY, Flags
 from ...core.models import Note
 from ...core.task_sender import TaskSender
-from ..deps import CurrentSession, DbEngine, DbSession, FeatureFlags, RequestId, Tasks
+from ..deps import CurrentSession, DbSession, FeatureFlags, RequestId, Tasks
 from ..ratelimit import rate_limited
 from .fields import RowId, StorableText
 from .routers import api_router
@@ -114,15 +115,18 @@ async def create_note(
 # quarter less than AsyncSession.get (measured by the template's bench/). Built once, the
 # statement is found in SQLAlchemy's compiled cache without being rebuilt and re-hashed.
 # Two of them: `summary` is selected only while its flag is on (expand/contract, see above).
+# For the same reason it takes the engine and the flags from the request's state (where the
+# aliases in deps.py read them) rather than as two more dependencies: each is a resolution step
+# of FastAPI's on every request, together 6% of this read (bench/INSTRUCTIONS.md).
 _BY_ID = (Note.id == bindparam("note_id"), Note.owner_id == bindparam("owner_id"))
 NOTE_BY_ID = select(*NOTE_COLUMNS).where(*_BY_ID)
 NOTE_WITH_SUMMARY_BY_ID = select(*Note.__table__.c).where(*_BY_ID)
 
 
 @router.get("/{note_id}")
-async def get_note(
-    note_id: RowId, session: CurrentSession, engine: DbEngine, flags: FeatureFlags
-) -> NoteOut:
+async def get_note(note_id: RowId, session: CurrentSession, request: Request) -> NoteOut:
+    engine: AsyncEngine = request.state.engine
+    flags: Flags = request.state.flags
     shown = flags.enabled(NOTE_SUMMARY, session.user_id)
     async with engine.connect() as conn:
         params = {"note_id": note_id, "owner_id": session.user_id}
