@@ -35,9 +35,8 @@ from kombu.messaging import Producer
 from sqlalchemy import Engine, delete, func, select, update
 
 from ..core.broker import create_celery
-from ..core.broker_options import SENT_AT
 from ..core.db import create_unpooled_db_engine
-from ..core.dead_letters import send_again
+from ..core.dead_letters import SENT_AT, send_again
 from ..core.logging import configure_logging
 from ..core.models import DeadLetter
 from ..core.settings import Settings, fail, load_settings

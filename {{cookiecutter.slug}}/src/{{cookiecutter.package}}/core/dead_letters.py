@@ -16,7 +16,7 @@ from celery import Celery, signals
 from sqlalchemy import Engine, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from .broker_options import SENT_AT
+from .broker_options import SENT_AT as SENT_AT  # the header `jobs queues` reads
 from .models import DeadLetter
 
 DeadLetterRow = Any  # a row of dead_letters' columns (a Core row: attribute access)
