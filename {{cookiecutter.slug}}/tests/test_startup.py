@@ -121,6 +121,27 @@ def test_a_ready_web_has_not_imported_what_only_some_requests_need(
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
+def test_web_sends_a_task_with_kombu_alone_when_tracing_is_off(
+    migrated: dict[str, str],
+) -> None:
+    # Celery's app is more than twice kombu's memory (core/kombu_sender.py); with tracing off
+    # nothing else in web needs it. A queue of its own: no worker of another test runs it.
+    code = (
+        "import sys\n"
+        "from {{ cookiecutter.package }}.core.settings import load_settings\n"
+        "from {{ cookiecutter.package }}.core.task_sender import TaskSender\n"
+        "tasks = TaskSender(load_settings())\n"
+        "tasks.send_task('notes.enrich', [1], {'request_id': 'kombu-only'})\n"
+        "tasks.close()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'kombu'}))\n"
+    )
+    env = {**migrated, "TASK_QUEUE": "kombu-only"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert result.stdout.strip() == "['kombu']", result.stdout + result.stderr
+
+
 def test_only_web_imports_the_rate_limiting_package(migrated: dict[str, str]) -> None:
     # Every process checks RATE_LIMIT and the like (settings.py, by their grammar); only web
     # counts anything with them, so only web pays for importing `limits`.

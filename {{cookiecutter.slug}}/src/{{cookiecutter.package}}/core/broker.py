@@ -19,9 +19,8 @@ from typing import Any
 from celery import Celery
 from redis.credentials import CredentialProvider
 
-from .credentials import redis_credentials
+from .broker_options import PUBLISH_RETRY_POLICY, broker_credentials, transport_options
 from .dead_letters import stamp_every_publish
-from .secret_files import file_variable
 from .settings import Settings
 
 
@@ -40,26 +39,12 @@ def _broker_credentials(app: Celery, provider: CredentialProvider) -> None:
 
 
 def configure_celery(app: Celery, settings: Settings) -> Celery:
-    timeout = settings.redis_timeout_seconds
     app.conf.update(
         broker_url=settings.celery_broker_url,
         broker_connection_retry_on_startup=True,
-        broker_connection_timeout=timeout,
-        broker_transport_options={
-            "visibility_timeout": settings.broker_visibility_timeout_seconds,
-            # kombu sweeps for messages past their visibility timeout only every interval x
-            # throttle seconds (100 s by default): sweep every tenth of the timeout instead, so a
-            # lost worker's tasks return within about 1.1 x the visibility timeout.
-            "unacked_restore_interval": max(1, settings.broker_visibility_timeout_seconds // 10),
-            "unacked_restore_throttle": 1,
-            "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
-            # Redis broker: kombu's own keys (bindings, the unacknowledged set) under this
-            # service's prefix, so services sharing one Redis never restore each other's tasks.
-            "global_keyprefix": f"{settings.redis_key_prefix}:",
-        },
-        # Publishing from a request gives up quickly; the clock's sweep catches what is missed.
-        task_publish_retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.2},
+        broker_connection_timeout=settings.redis_timeout_seconds,
+        broker_transport_options=transport_options(settings),
+        task_publish_retry_policy=PUBLISH_RETRY_POLICY,
         task_default_queue=settings.task_queue,
         task_serializer="json",
         accept_content=["json"],
@@ -73,10 +58,7 @@ def configure_celery(app: Celery, settings: Settings) -> Celery:
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=True,
     )
-    field = "broker_url" if settings.broker_url is not None else "redis_url"
-    provider = redis_credentials(
-        settings.celery_broker_url, file_variable(field), settings.secret_file(field)
-    )
+    provider = broker_credentials(settings)
     if provider is not None:
         _broker_credentials(app, provider)
     stamp_every_publish()

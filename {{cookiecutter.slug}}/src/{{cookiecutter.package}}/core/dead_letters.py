@@ -16,15 +16,13 @@ from celery import Celery, signals
 from sqlalchemy import Engine, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
+from .broker_options import SENT_AT as SENT_AT  # the header `jobs queues` reads
 from .models import DeadLetter
 
 DeadLetterRow = Any  # a row of dead_letters' columns (a Core row: attribute access)
 
 # A message's task name when it has none that can be read (no headers, an undecodable body).
 UNREADABLE = "(unreadable message)"
-# The header every message gets when it is published: `jobs queues` reports the age of the
-# oldest waiting message from it. Neither broker stamps a time on a message by itself.
-SENT_AT = "sent_at"
 
 
 def stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:

@@ -9,7 +9,6 @@ same processors, so both look alike. The access line, one per request, is built 
 import logging
 import sys
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, BinaryIO
@@ -120,6 +119,11 @@ def _log_uncaught(
     structlog.get_logger("uncaught").critical("uncaught exception", exc_info=(kind, value, tb))
 
 
+# Where a request's state holds the ids of its span, when tracing made one (web/server_span.py):
+# the access line takes them from there. Probes have none, and their line costs no lookup.
+TRACE_IDS = "trace_ids"
+
+
 class AccessLog:
     """Writes the one line each HTTP request leaves, in the shape of every other line.
 
@@ -131,15 +135,9 @@ class AccessLog:
     LOGGER = f"{__package__}.access"
     OPTIONS = orjson.OPT_SORT_KEYS | orjson.OPT_APPEND_NEWLINE
 
-    def __init__(
-        self,
-        level: str,
-        stream: BinaryIO,
-        trace_ids: Callable[[], dict[str, str]] | None = None,
-    ) -> None:
+    def __init__(self, level: str, stream: BinaryIO) -> None:
         self.enabled = logging.getLevelName(level) <= logging.INFO
         self.stream = stream
-        self.trace_ids = trace_ids  # with tracing on: the request's trace_id and span_id
 
     def write(
         self,
@@ -149,7 +147,9 @@ class AccessLog:
         status: int,
         seconds: float,
         flags: dict[str, str] | None = None,
+        trace_ids: dict[str, str] | None = None,
     ) -> None:
+        """`trace_ids`: the `trace_id` and `span_id` of the request's span, when it has one."""
         if not self.enabled:
             return
         line = {
@@ -163,8 +163,8 @@ class AccessLog:
             "status": status,
             "duration_ms": round(seconds * 1000, 2),
         }
-        if self.trace_ids is not None:
-            line.update(self.trace_ids())
+        if trace_ids:
+            line.update(trace_ids)
         if flags:  # the feature flags the request evaluated, and their variants (core/flags.py)
             line["flags"] = flags
         self.stream.write(orjson.dumps(line, option=self.OPTIONS))

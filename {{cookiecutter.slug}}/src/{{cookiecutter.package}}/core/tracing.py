@@ -58,7 +58,11 @@ def add_trace_ids(_: Any, __: str, event_dict: EventDict) -> EventDict:
 
 
 def trace_ids() -> dict[str, str]:
-    context = trace.get_current_span().get_span_context()
+    return span_ids(trace.get_current_span().get_span_context())
+
+
+def span_ids(context: trace.SpanContext) -> dict[str, str]:
+    """The `trace_id` and `span_id` fields of a log line written in that span; none if invalid."""
     if not context.is_valid:
         return {}
     return {
@@ -165,8 +169,6 @@ def _tag_task(task: Any, **_: Any) -> None:
 
 class Tracing:
     """This process's tracer provider, exporting over OTLP/HTTP, and the libraries it traces."""
-
-    trace_ids = staticmethod(trace_ids)
 
     def __init__(self, process: str, *, redis: bool) -> None:
         # The sampler comes from OTEL_TRACES_SAMPLER(_ARG); endpoint, headers and timeout of the

@@ -138,13 +138,11 @@ def create_app(settings: Settings, tracing: "Tracing | None" = None) -> FastAPI:
     app.add_middleware(
         ObserveMiddleware,
         metrics=HttpMetrics(registry),
-        access_log=AccessLog(
-            settings.log_level, sys.stdout.buffer, tracing.trace_ids if tracing else None
-        ),
+        access_log=AccessLog(settings.log_level, sys.stdout.buffer),
     )
     if tracing is not None:
-        # Around observe.py: its access line carries the span's ids, its request id goes on
-        # the span. See server_span.py.
+        # Around observe.py: its access line carries the span's ids (left in the request's
+        # state), its request id goes on the span. See server_span.py.
         from .server_span import ServerSpanMiddleware  # imports OpenTelemetry: only when on
 
         app.add_middleware(ServerSpanMiddleware, provider=tracing.provider)

@@ -16,7 +16,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.flags import EVALUATED
-from ..core.logging import AccessLog
+from ..core.logging import TRACE_IDS, AccessLog
 from ..core.metrics import HttpMetrics, scrape_registry
 from .errors import send_json_error
 from .request_id import HEADER, request_id
@@ -65,7 +65,8 @@ class ObserveMiddleware:
         # Each request starts from empty log context, so nothing leaks from the previous one.
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=rid)
-        scope.setdefault("state", {})["request_id"] = rid  # for the routes, errors and span
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid  # for the routes, errors and span
         flags: dict[str, str] = {}  # filled by core/flags.py as the request evaluates flags
         EVALUATED.set(flags)
         status = 0
@@ -81,7 +82,8 @@ class ObserveMiddleware:
             self.metrics.in_progress.dec()
             duration = time.perf_counter() - start
             method = scope["method"]
-            self.access_log.write(rid, method, scope["path"], status, duration, flags)
+            trace_ids = state.get(TRACE_IDS)  # put there by server_span.py, if tracing is on
+            self.access_log.write(rid, method, scope["path"], status, duration, flags, trace_ids)
             self.metrics.observe(method, route_template(scope), status, duration)
 
         async def send_observed(message: Message) -> None:

@@ -10,9 +10,9 @@ pays for tracing only what its sampling decision needs.
    at all. Nothing under them makes a span either: every instrumentation here traces only
    inside a span that is recorded (core/tracing.py), and they have none.
 2. The incoming W3C trace context is read and the sampler asked, with the span's name only.
-3. A span not sampled is made current and nothing more: a task the request enqueues then
-   carries its trace id with the not-sampled flag, so the worker's parent-based sampler drops
-   the task's spans too, and the access line still carries the ids.
+3. A span not sampled is made current, its ids left in the request's state for the access
+   line, and nothing more: a task the request enqueues then carries its trace id with the
+   not-sampled flag, so the worker's parent-based sampler drops the task's spans too.
 4. Only a sampled span gets its attributes, its route, its status and the request id, each set
    once.
 
@@ -22,12 +22,15 @@ records before the sampler decides, and walks the middleware stack on every call
 included. bench/README.md ("Tracing on vs off") has the figures of both.
 """
 
+from collections.abc import Awaitable
+
 from opentelemetry import context, propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import SpanKind, StatusCode
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..core.tracing import REQUEST_ID
+from ..core.logging import TRACE_IDS
+from ..core.tracing import REQUEST_ID, span_ids
 
 # Probes and scrapes arrive every few seconds on every replica, /readyz with a SQL statement and
 # a Redis call of its own: traced, they would bury the requests users make. They are still
@@ -81,16 +84,23 @@ class ServerSpanMiddleware:
         self.app = app
         self.tracer = provider.get_tracer(__name__)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # Not a coroutine itself: a probe is handed the next layer's awaitable as it is, so this
+        # layer adds one plain call to it and no coroutine or frame of its own.
         if scope["type"] != "http" or scope["path"] in UNTRACED_PATHS:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
+        return self._traced(scope, receive, send)
+
+    async def _traced(self, scope: Scope, receive: Receive, send: Send) -> None:
         method = scope["method"]
         name = method if method in METHODS else "HTTP"
         parent = propagate.extract(scope["headers"], getter=_HEADERS)
         # The sampler sees the name only: the samplers the SDK reads from OTEL_TRACES_SAMPLER
         # decide on the trace id and the parent, never on attributes.
         span = self.tracer.start_span(name, parent, SpanKind.SERVER)
+        # For observe.py's access line, inside: the ids come from the span at hand rather than
+        # from a lookup in the context by every request's line, probes' included.
+        scope.setdefault("state", {})[TRACE_IDS] = span_ids(span.get_span_context())
         token = context.attach(trace.set_span_in_context(span, parent))
         try:
             if span.is_recording():
