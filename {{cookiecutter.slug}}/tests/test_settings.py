@@ -1,7 +1,6 @@
 """Factor III: config from the environment only; bad config stops a process, clearly and safely."""
 
 import json
-import os
 import re
 import subprocess
 import time
@@ -12,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from {{ cookiecutter.package }}.core.secret_files import secret_fields
-from {{ cookiecutter.package }}.core.settings import Settings, load_settings
+from {{ cookiecutter.package }}.core.settings import Settings
 
-from .conftest import PROCFILE, ROOT
+from .conftest import PROCFILE, ROOT, Outcome
 
 GOOD = {
     "DATABASE_URL": "postgres://app:db-password-123@db.internal:5432/app",
@@ -104,36 +103,6 @@ def run_process(kind: str, env: dict[str, str]) -> tuple[int, str, float]:
     return result.returncode, result.stdout + result.stderr, time.monotonic() - started
 
 
-Outcome = tuple[int, str, float]  # exit status, output, seconds
-
-
-@pytest.fixture
-def load(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> Callable[..., Outcome]:
-    """`load(env)`: what `load_settings()` does with exactly this environment, in this test
-    process: its exit status, output and time. It is the first thing every process does
-    (__main__.py), before it imports anything of its own; the tests here that start processes
-    prove that they do, and stop with its line. The rest of the cases cost no process start
-    (a second of CPU each, 35 of them)."""
-
-    def _load(env: dict[str, str]) -> Outcome:
-        for name in list(os.environ):  # nothing from the developer's shell, as in a process
-            monkeypatch.delenv(name)
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        capsys.readouterr()
-        started = time.monotonic()
-        with pytest.raises(SystemExit) as stopped:
-            load_settings()
-        elapsed = time.monotonic() - started
-        output = capsys.readouterr()
-        assert isinstance(stopped.value.code, int), stopped.value.code
-        return stopped.value.code, output.out + output.err, elapsed
-
-    return _load
-
-
 @pytest.mark.timing
 @pytest.mark.parametrize("kind", ["web", "worker", "clock", "release"])
 def test_missing_config_names_every_variable(kind: str, base_env: dict[str, str]) -> None:
@@ -169,12 +138,12 @@ def test_missing_config_names_every_variable(kind: str, base_env: dict[str, str]
     ],
 )
 def test_malformed_config_is_named_without_echoing_secrets(
-    variable: str, value: str, base_env: dict[str, str], load: Callable[..., Outcome]
+    variable: str, value: str, base_env: dict[str, str], load_config: Callable[..., Outcome]
 ) -> None:
     env = {**base_env, variable: value}
-    # The first case as the web process itself, the others as it reads them (see `load`).
+    # The first case as the web process itself, the others as it reads them (see `load_config`).
     as_a_process = (variable, value) == ("DATABASE_URL", "mysql://root:db-password-123@db:3306/app")
-    code, output, elapsed = run_process("web", env) if as_a_process else load(env)
+    code, output, elapsed = run_process("web", env) if as_a_process else load_config(env)
     assert code == 78, output
     assert elapsed < 3
     assert "Traceback" not in output
@@ -185,10 +154,10 @@ def test_malformed_config_is_named_without_echoing_secrets(
 
 
 def test_several_bad_variables_are_all_named_at_once(
-    base_env: dict[str, str], load: Callable[..., Outcome]
+    base_env: dict[str, str], load_config: Callable[..., Outcome]
 ) -> None:
     env = {**base_env, "SECRET_KEY": "x", "PORT": "-1", "REDIS_URL": "nope"}
-    code, output, _ = load(env)
+    code, output, _ = load_config(env)
     assert code == 78
     event = json.loads(output)["event"]
     assert all(name in event for name in ("SECRET_KEY", "PORT", "REDIS_URL"))
@@ -196,10 +165,10 @@ def test_several_bad_variables_are_all_named_at_once(
 
 @pytest.mark.parametrize("missing", ["DATABASE_URL", "REDIS_URL", "SECRET_KEY"])
 def test_each_required_variable_is_required(
-    missing: str, base_env: dict[str, str], load: Callable[..., Outcome]
+    missing: str, base_env: dict[str, str], load_config: Callable[..., Outcome]
 ) -> None:
     env = {k: v for k, v in base_env.items() if k != missing}
-    code, output, _ = load(env)
+    code, output, _ = load_config(env)
     assert code == 78, output
     event = json.loads(output)["event"]
     assert missing in event
@@ -271,7 +240,7 @@ def test_a_secret_file_that_cannot_be_used_is_named_never_its_content(
     tmp_path: Path,
     variable: str,
     problem: str,
-    load: Callable[..., Outcome],
+    load_config: Callable[..., Outcome],
 ) -> None:
     path = tmp_path / "secret"
     content = "s3cr3t-content-never-printed"
@@ -283,9 +252,9 @@ def test_a_secret_file_that_cannot_be_used_is_named_never_its_content(
         path.write_text(content + "\n")
     env = {k: v for k, v in base_env.items() if k != variable}
     env = {**env, f"{variable}_FILE": str(path)}
-    # One case as the worker process itself, the others as it reads them (see `load`).
+    # One case as the worker process itself, the others as it reads them (see `load_config`).
     as_a_process = (variable, problem) == ("SECRET_KEY", "not a URL")
-    code, output, elapsed = run_process("worker", env) if as_a_process else load(env)
+    code, output, elapsed = run_process("worker", env) if as_a_process else load_config(env)
     assert code == 78, output
     assert elapsed < 3
     assert "Traceback" not in output
