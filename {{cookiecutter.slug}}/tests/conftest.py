@@ -50,6 +50,14 @@ from opentelemetry.proto.common.v1.common_pb2 import KeyValue
 
 from dev import services
 
+# The run caches bytecode whatever the shell says. With PYTHONDONTWRITEBYTECODE (some CI machines
+# and container images set it), each of the run's test processes compiled pytest's plugins, their
+# imports and the rewritten test modules again, every run: 4 to 5 s of CPU each. The processes
+# the tests start write theirs anyway: base_env does not pass the variable on. Set here, before
+# pytest-xdist starts the test processes, which inherit the environment.
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+sys.dont_write_bytecode = False
+
 ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = {
     name.strip(): command.strip()
@@ -439,6 +447,40 @@ def release(env: dict[str, str]) -> str:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout + result.stderr
+
+
+Outcome = tuple[int, str, float]  # exit status, output, seconds
+
+
+@pytest.fixture
+def load_config(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[[dict[str, str]], Outcome]:
+    """`load_config(env)`: what `load_settings()` makes of exactly this environment, run in the
+    test process: its exit status (0: accepted), output and time. It is the first thing every
+    process does (__main__.py), before it imports anything of its own; tests/test_settings.py
+    starts processes that prove it. A case checked here costs no process start (a second of
+    CPU each)."""
+    from {{ cookiecutter.package }}.core.settings import load_settings
+
+    def _load(env: dict[str, str]) -> Outcome:
+        for name in list(os.environ):  # nothing from the developer's shell, as in a process
+            monkeypatch.delenv(name)
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        capsys.readouterr()
+        started = time.monotonic()
+        try:
+            load_settings()
+            code: object = 0
+        except SystemExit as stopped:
+            code = stopped.code
+        elapsed = time.monotonic() - started
+        output = capsys.readouterr()
+        assert isinstance(code, int), code
+        return code, output.out + output.err, elapsed
+
+    return _load
 
 
 @pytest.fixture(scope="session")

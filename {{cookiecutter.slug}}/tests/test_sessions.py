@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from .conftest import PASSWORD, Web, error
+from .conftest import PASSWORD, Outcome, Web, error
 
 
 def two_webs(shared: Callable[..., Any], **env: str) -> tuple[Web, Web]:
@@ -167,7 +167,7 @@ def old_key() -> str:
 
 
 def test_rotated_key_keeps_old_cookies_only_while_it_is_a_fallback(
-    start: Callable[..., Any], old_key: str, migrated: dict[str, str]
+    start: Callable[..., Any], old_key: str, migrated: dict[str, str], web: Web
 ) -> None:
     # Phase 0: every instance signs with the old key.
     before: Web = start("web", SECRET_KEY=old_key)
@@ -180,19 +180,21 @@ def test_rotated_key_keeps_old_cookies_only_while_it_is_a_fallback(
     assert whoami(rotating, old_cookie).json()["user"]["email"] == email
     new_cookie = cookie_of(rotating.signed_in(email))
     assert new_cookie == sign(migrated["SECRET_KEY"], new_cookie.split(".")[0])  # the new key
-    # Phase 2: the fallback is gone, and with it every cookie the old key signed.
-    after: Web = start("web")
-    after.wait_ready()
+    # Phase 2: the fallback is gone, and with it every cookie the old key signed: the run's
+    # web has the new key alone.
+    after = web
     assert whoami(after, old_cookie).status_code == 401
     assert whoami(after, new_cookie).status_code == 200
 
 
 def test_fallback_keys_are_validated_and_never_printed(
-    start: Callable[..., Any], old_key: str
+    migrated: dict[str, str], old_key: str, load_config: Callable[[dict[str, str]], Outcome]
 ) -> None:
-    web: Web = start("web", SECRET_KEY_FALLBACKS=f"{old_key},too-short-a-key")
-    assert web.popen.wait(10) == 78
-    output = "\n".join(web.lines)
+    # As every process reads its config (see load_config; test_settings.py starts them).
+    code, output, _ = load_config(
+        {**migrated, "SECRET_KEY_FALLBACKS": f"{old_key},too-short-a-key"}
+    )
+    assert code == 78
     assert "SECRET_KEY_FALLBACKS" in output
     assert "too-short-a-key" not in output
     assert old_key not in output

@@ -27,9 +27,8 @@ def test_worker_started_while_the_broker_is_down_works_once_it_is_back(
     proxy: Callable[[str], TcpProxy],
     db: psycopg.Connection[Any],
     migrated: dict[str, str],
+    web: Web,  # it only takes the note: the run's web
 ) -> None:
-    web: Web = start("web")
-    web.wait_ready()
     broker = proxy(migrated["REDIS_URL"])
     broker.refuse()
     worker = start("worker", BROKER_URL=broker.url(migrated["REDIS_URL"]))

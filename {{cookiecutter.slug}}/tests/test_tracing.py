@@ -15,9 +15,18 @@ import httpx
 import psycopg
 import pytest
 
-from .conftest import Collector, Process, Span, TcpProxy, Web, free_port, tracing_env, wait_until
+from .conftest import (
+    Collector,
+    Outcome,
+    Process,
+    Span,
+    TcpProxy,
+    Web,
+    free_port,
+    tracing_env,
+    wait_until,
+)
 from .test_dead_letters import jobs, results
-from .test_settings import run_process
 
 SERVICE = "{{ cookiecutter.slug }}"
 
@@ -361,13 +370,15 @@ def test_an_unreachable_collector_changes_no_answer_and_no_exit_code(
         assert 1 <= len(warnings) <= 12, warnings
 
 
-def test_bad_tracing_config_is_named_at_start(migrated: dict[str, str]) -> None:
+def test_bad_tracing_config_is_named_at_start(
+    migrated: dict[str, str], load_config: Callable[[dict[str, str]], Outcome]
+) -> None:
     env = {
         **migrated,
         "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4317",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc",
     }
-    code, output, _ = run_process("web", env)
+    code, output, _ = load_config(env)  # as every process reads it (test_settings.py starts them)
     assert code == 78, output
     assert "OTEL_EXPORTER_OTLP_PROTOCOL" in json.loads(output)["event"]
 

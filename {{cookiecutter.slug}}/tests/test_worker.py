@@ -90,10 +90,8 @@ def test_running_the_task_twice_changes_nothing(
 
 
 def test_task_failing_every_retry_is_dead_lettered(
-    start: Callable[..., Any], db: psycopg.Connection[Any], migrated: dict[str, str]
+    start: Callable[..., Any], db: psycopg.Connection[Any], migrated: dict[str, str], web: Web
 ) -> None:
-    web: Web = start("web")
-    web.wait_ready()
     note_id = post_note(web.signed_in(), "x y z", **{"X-Request-ID": "req-dead-00001"})
     # Hold the note's row lock: every attempt times out on it (a real transient failure).
     with psycopg.connect(migrated["DATABASE_URL"]) as holder:
