@@ -14,7 +14,8 @@ TEST_AMQP_URL: a RabbitMQ server (e.g. amqp://guest:guest@127.0.0.1:5672//). Whe
 The tests run in several processes at once (pytest-xdist: `-n auto` in pyproject.toml, two per
 core, see pytest_xdist_auto_num_workers): each of them is a run of its own as described above,
 with its own database, Redis database, queue, mail sink and ports. Tests marked `timing` compare
-durations: they run last, while the other test processes of the run wait (see `MachineLock`).
+durations: they run last, while the other test processes wait, a second run's on the same
+machine too (see `MachineLock`).
 """
 
 import contextlib
@@ -27,6 +28,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -122,12 +124,12 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class MachineLock:
     """With tests running side by side, a run of `timing` tests waits until the tests in
     progress elsewhere are done, and no other test starts until that run is over: what they
-    measure is the service, not their neighbours. A readers-writer lock on files shared by the
-    test processes of this run (never another run's: those keep their own margins); the
+    measure is the service, not their neighbours. A readers-writer lock on files shared by
+    every run of this suite on the machine, so two runs at once keep their margins too; the
     turnstile lets a waiting `timing` test go before the tests that ask after it."""
 
-    def __init__(self, run: str) -> None:
-        folder = Path(os.environ.get("TMPDIR", "/tmp")) / f"pytest-timing-{run}"  # noqa: S108
+    def __init__(self) -> None:
+        folder = Path(tempfile.gettempdir()) / "{{ cookiecutter.package }}-tests-timing"
         folder.mkdir(exist_ok=True)
         self.turnstile = (folder / "turnstile").open("a")
         self.machine = (folder / "machine").open("a")
@@ -158,10 +160,7 @@ def pytest_runtest_protocol(
     item: pytest.Item, nextitem: pytest.Item | None
 ) -> Generator[None, object, object]:
     global _machine
-    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
-    if run is None:  # one test at a time already
-        return (yield)
-    _machine = _machine or MachineLock(run)
+    _machine = _machine or MachineLock()
     _machine.before(item.get_closest_marker("timing") is not None)
     try:
         return (yield)
