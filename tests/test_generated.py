@@ -39,14 +39,6 @@ def run(args: list[str], cwd: Path, timeout: float, venv_on_path: bool = True, *
     )
 
 
-# The test processes side by side (pyproject.toml): the generated suite, the longest test, has a
-# render of its own from the start, while another test process installs a second render (a few
-# seconds: uv links the packages from its cache) for everything else here. Two renders, also so
-# that processes_in() and `make run` see nothing of the suite's processes.
-ON_ITS_OWN = pytest.mark.xdist_group("generated-suite")
-WITH_THE_REST = pytest.mark.xdist_group("generated")
-
-
 @pytest.fixture(scope="module")
 def installed() -> Iterator[Path]:
     # Not under pytest's private (0700) temporary folder: as root, the project's PostgreSQL runs
@@ -62,14 +54,12 @@ def installed() -> Iterator[Path]:
     shutil.rmtree(where)
 
 
-@WITH_THE_REST
 def test_generated_project_is_lint_clean(installed: Path) -> None:
     run(["ruff", "check", "."], installed, 120)
     run(["ruff", "format", "--check", "."], installed, 120)
     run(["mypy"], installed, 300)
 
 
-@ON_ITS_OWN
 def test_generated_project_passes_its_own_suite(installed: Path, tmp_path: Path) -> None:
     began = time.monotonic()
     report = tmp_path / "junit.xml"
@@ -112,7 +102,6 @@ ON_THROWAWAY_SERVERS = ["test_faults.py", "test_redelivery.py", "test_clock.py",
 
 
 @LINUX_PROC
-@WITH_THE_REST
 def test_generated_suite_passes_on_throwaway_servers(installed: Path) -> None:
     """TEST_SERVICES=embedded: the tests above on servers from the dev wheels, with the
     machine's own out of reach. Afterwards no server runs, and its data folder is gone."""
@@ -198,7 +187,6 @@ def make_run(project: Path, base: str, *args: str) -> Iterator[subprocess.Popen[
 
 
 @LINUX_PROC
-@WITH_THE_REST
 def test_readme_quick_start_runs_the_service_on_a_bare_machine(installed: Path) -> None:
     """The generated README's quick start, `make run`, with nothing answering at .env's URLs: it
     starts PostgreSQL and Redis itself, runs release and the service (here with two workers and

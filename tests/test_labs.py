@@ -25,11 +25,6 @@ from .conftest import TEMPLATE, render
 from .test_generated import run, without_venv
 
 PATCHES = sorted((TEMPLATE / "{{cookiecutter.slug}}" / "labs").glob("*.patch"))
-# Two workshops, each in a test process of its own (pyproject.toml runs the tests side by side):
-# most of a lab's time is its tests waiting on processes that the break keeps from answering.
-# Each lab, and each test below on a workshop, is in one of the two; the labs alternate.
-WORKSHOPS = [pytest.mark.xdist_group("workshop-0"), pytest.mark.xdist_group("workshop-1")]
-FIRST_WORKSHOP = WORKSHOPS[0]
 # Not the default name: a patch or a lab that spells out the default package shows up here.
 NAME = {"project_name": "Workshop Notes"}
 # What a lab may leave behind without it being part of the project: caches, and the log file
@@ -117,13 +112,7 @@ def outcomes(report: Path, test: str) -> list[tuple[str, str]]:
     return found
 
 
-@pytest.mark.parametrize(
-    "patch",
-    [
-        pytest.param(patch, id=patch.stem, marks=WORKSHOPS[n % len(WORKSHOPS)])
-        for n, patch in enumerate(PATCHES)
-    ],
-)
+@pytest.mark.parametrize("patch", PATCHES, ids=[patch.stem for patch in PATCHES])
 def test_lab_breaks_its_tests_as_workshop_says_and_resets(
     patch: Path, workshop: Path, lab_script: ModuleType, tmp_path: Path
 ) -> None:
@@ -173,7 +162,6 @@ def test_lab_breaks_its_tests_as_workshop_says_and_resets(
     print(f"lab {lab.number}: {time.monotonic() - began:.0f} s")
 
 
-@FIRST_WORKSHOP
 def test_every_patch_has_its_lab_and_every_lab_its_checkpoint(
     workshop: Path, lab_script: ModuleType
 ) -> None:
@@ -187,7 +175,6 @@ def test_every_patch_has_its_lab_and_every_lab_its_checkpoint(
             assert test.split("[")[0] in checkpoint, f"lab {lab.number}: {test} not in FACTORS.md"
 
 
-@FIRST_WORKSHOP
 def test_one_lab_at_a_time_and_the_checkpoint_names_the_broken_factor(workshop: Path) -> None:
     listed = make(workshop, "lab")
     assert listed.returncode == 0
@@ -214,7 +201,6 @@ def test_one_lab_at_a_time_and_the_checkpoint_names_the_broken_factor(workshop: 
     assert "2 of 2 pass." in green.stdout
 
 
-@FIRST_WORKSHOP
 def test_a_lab_repaired_by_hand_resets_cleanly(workshop: Path) -> None:
     before = snapshot(workshop)
     dockerfile = workshop / "Dockerfile"
