@@ -17,7 +17,7 @@ from typing import Any
 
 from kombu.connection import Connection
 from kombu.entity import Exchange, Queue
-from kombu.pools import connections, producers
+from kombu.pools import ProducerPool
 
 from .broker_options import PUBLISH_RETRY_POLICY, SENT_AT, broker_credentials, transport_options
 from .settings import Settings
@@ -25,16 +25,23 @@ from .settings import Settings
 # The third part of a protocol 2 body: no callbacks, errbacks, chain or chord.
 NO_CANVAS = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 PERSISTENT = 2  # Celery's default delivery mode: RabbitMQ keeps the message across a restart
+# Connections (and producers) kept for sends: sends run in the thread pool, and one beyond these
+# waits for its turn. Celery's own default.
+POOL_LIMIT = 10
 
 
 class KombuSender:
     def __init__(self, settings: Settings) -> None:
-        self._connection = Connection(  # type: ignore[no-untyped-call]
+        connection = Connection(  # type: ignore[no-untyped-call]
             settings.celery_broker_url,
             connect_timeout=settings.redis_timeout_seconds,
             transport_options=transport_options(settings),
             credential_provider=broker_credentials(settings),
         )
+        # Pools of its own, not kombu's process-wide ones (kombu.pools.producers): closing those
+        # closes them for everything else in the process that sends to the same broker.
+        self._connections = connection.Pool(limit=POOL_LIMIT)  # type: ignore[no-untyped-call]
+        self._producers = ProducerPool(self._connections, limit=POOL_LIMIT)  # type: ignore[no-untyped-call]
         name = settings.task_queue
         # Declared as Celery declares its default queue, which the worker consumes.
         exchange = Exchange(name, "direct")  # type: ignore[no-untyped-call]
@@ -69,7 +76,7 @@ class KombuSender:
             **(headers or {}),
             SENT_AT: time.time(),
         }
-        with producers[self._connection].acquire(block=True) as producer:
+        with self._producers.acquire(block=True) as producer:  # type: ignore[no-untyped-call]
             producer.publish(
                 (list(args), {}, NO_CANVAS),
                 exchange="",  # the default exchange, straight to the queue, as Celery does
@@ -84,5 +91,5 @@ class KombuSender:
             )
 
     def close(self) -> None:
-        producers[self._connection].force_close_all()
-        connections[self._connection].force_close_all()
+        self._producers.force_close_all()  # type: ignore[no-untyped-call]
+        self._connections.force_close_all()
