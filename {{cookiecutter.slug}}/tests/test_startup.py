@@ -11,13 +11,19 @@ import psycopg
 from .conftest import TcpProxy, Web, wait_until
 
 
+def run_python(code: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -c code` in a fresh interpreter of this venv, with `env` only (empty by default:
+    nothing the test process has set or imported reaches it)."""
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env or {}, capture_output=True, text=True, timeout=30
+    )
+
+
 def test_importing_every_module_reads_no_config_and_connects_nowhere() -> None:
     modules = ["web.app", "web.server", "jobs.worker", "jobs.clock", "jobs.tasks", "admin.release"]
     code = "; ".join(f"import {{ cookiecutter.package }}.{m}" for m in modules)
     # An empty environment: any config read or connection made at import time would fail here.
-    result = subprocess.run(
-        [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     assert result.stdout == result.stderr == ""
 
@@ -53,9 +59,7 @@ def imported_by(*modules: str) -> set[str]:
         "print('\\n'.join(m for m in sys.modules"
         " if m.startswith(('{{ cookiecutter.package }}', 'celery.apps', 'starlette', 'fastapi'))))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
-    )
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
     return set(result.stdout.split())
 
@@ -88,9 +92,7 @@ def test_web_loads_ciphers_and_webauthn_only_when_a_second_factor_needs_them() -
         "print([m for m in ('cryptography.hazmat.primitives.ciphers', 'webauthn')"
         " if m in sys.modules])"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
-    )
+    result = run_python(code)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
@@ -114,9 +116,7 @@ def test_a_ready_web_has_not_imported_what_only_some_requests_need(
         f"        print([m for m in {DEFERRED_BY_WEB!r} if m in sys.modules])\n"
         "asyncio.run(ready())\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=migrated, capture_output=True, text=True, timeout=30
-    )
+    result = run_python(code, migrated)
     assert result.stdout.strip() == "[]", result.stdout + result.stderr
 
 
@@ -135,9 +135,7 @@ def test_web_sends_a_task_with_kombu_alone_when_tracing_is_off(
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'celery', 'kombu'}))\n"
     )
     env = {**migrated, "TASK_QUEUE": "kombu-only"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
-    )
+    result = run_python(code, env)
     assert result.stdout.strip() == "['kombu']", result.stdout + result.stderr
 
 
@@ -152,9 +150,7 @@ def test_only_web_imports_the_rate_limiting_package(migrated: dict[str, str]) ->
         "print('limits' in sys.modules)\n"
     )
     env = {**migrated, "RATE_LIMIT": "5/minute"}
-    result = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=30
-    )
+    result = run_python(code, env)
     assert result.stdout.strip() == "False", result.stdout + result.stderr
 
 
@@ -163,7 +159,5 @@ def test_no_process_imports_rich_for_tracebacks_it_never_prints() -> None:
     # process type's start would pay for it (__main__.py keeps it out).
     imports = "import sys, {{ cookiecutter.package }}.__main__, structlog"
     code = f"{imports}; print(sys.modules.get('rich') is not None)"
-    result = subprocess.run(
-        [sys.executable, "-c", code], env={}, capture_output=True, text=True, timeout=30
-    )
+    result = run_python(code)
     assert result.stdout.strip() == "False", result.stdout + result.stderr
