@@ -55,11 +55,12 @@ def _log_sent(sender: str, headers: dict[str, Any], **_: Any) -> None:
 class Clock(Beat):  # type: ignore[misc]
     """Celery's beat, whose SIGTERM never lands inside a tick.
 
-    Celery's own handler closes the scheduler and raises SystemExit wherever the signal lands.
-    Inside a tick's publish, the exit can be lost behind the error of the broken publish; the loop
-    goes on, and its next tick fails on the released lock: exit 1. This handler only asks the loop
-    to stop, and wakes it at once when it is asleep between ticks. Caught inside a tick, the loop
-    stops after that tick and one more sleep (at most CLOCK_LOCK_TIMEOUT_SECONDS / 5).
+    Celery's own handler closes the scheduler (its lock and broker connection) and raises
+    SystemExit wherever the signal lands. Inside a tick, that pulls the connection from under a
+    publish, which is then lost; in one test run the loop even went on, and its next tick failed
+    on the released lock (exit 1). This handler only asks the loop to stop, and wakes it at once
+    when it is asleep between ticks. Caught inside a tick, the loop stops after that tick and one
+    more sleep (at most CLOCK_LOCK_TIMEOUT_SECONDS / 5).
     """
 
     def install_sync_handler(self, service: beat.Service) -> None:
