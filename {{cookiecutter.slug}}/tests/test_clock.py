@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 import redis
 
 from .conftest import Process, Web, wait_until
@@ -17,12 +18,20 @@ from .conftest import Process, Web, wait_until
 FAST = {"HEARTBEAT_SECONDS": "1", "CLOCK_LOCK_TIMEOUT_SECONDS": "5"}
 
 
+@pytest.fixture
+def fast_start(start: Callable[..., Any]) -> Callable[[str], Process]:
+    """`start` with FAST loops and a Redis prefix of this test's own, so its own clock lock and
+    queue: a clock another test killed holds the default lock for up to 30 s."""
+    own = {**FAST, "REDIS_KEY_PREFIX": f"clock-{secrets.token_hex(4)}"}
+    return lambda kind: start(kind, **own)
+
+
 def heartbeats(db: psycopg.Connection[Any]) -> int:
     return int(db.execute("SELECT count(*) FROM heartbeats").fetchone()[0])  # type: ignore[index]
 
 
-def active_and_standby(start: Callable[..., Any]) -> tuple[Process, Process]:
-    first, second = start("clock", **FAST), start("clock", **FAST)
+def active_and_standby(start: Callable[[str], Process]) -> tuple[Process, Process]:
+    first, second = start("clock"), start("clock")
 
     def holder() -> tuple[Process, Process] | None:
         for a, b in ((first, second), (second, first)):
@@ -35,10 +44,10 @@ def active_and_standby(start: Callable[..., Any]) -> tuple[Process, Process]:
 
 
 def test_two_clocks_fire_each_interval_once(
-    start: Callable[..., Any], db: psycopg.Connection[Any], web: Web
+    fast_start: Callable[[str], Process], db: psycopg.Connection[Any], web: Web
 ) -> None:
-    start("worker")
-    clocks = [start("clock", **FAST) for _ in range(2)]
+    fast_start("worker")
+    clocks = [fast_start("clock") for _ in range(2)]
     first = heartbeats(db)
     wait_until(lambda: heartbeats(db) > first, timeout=15)  # counted, whoever schedules
     time.sleep(2)  # let the first, immediate run settle
@@ -55,10 +64,10 @@ def test_two_clocks_fire_each_interval_once(
 
 
 def test_standby_takes_over_after_the_active_clock_is_killed(
-    start: Callable[..., Any], db: psycopg.Connection[Any]
+    fast_start: Callable[[str], Process], db: psycopg.Connection[Any]
 ) -> None:
-    start("worker")
-    active, standby = active_and_standby(start)
+    fast_start("worker")
+    active, standby = active_and_standby(fast_start)
     active.kill_group()  # SIGKILL: no chance to release the lock
     killed_at = time.monotonic()
     standby.wait_for_log("Acquired lock", timeout=15)
@@ -68,8 +77,10 @@ def test_standby_takes_over_after_the_active_clock_is_killed(
     wait_until(lambda: heartbeats(db) >= before + 2, timeout=6)  # and the beat goes on
 
 
-def test_sigterm_releases_the_lock_at_once_and_exits_0(start: Callable[..., Any]) -> None:
-    active, standby = active_and_standby(start)
+def test_sigterm_releases_the_lock_at_once_and_exits_0(
+    fast_start: Callable[[str], Process],
+) -> None:
+    active, standby = active_and_standby(fast_start)
     stopped_at = time.monotonic()
     code = active.stop(signal.SIGTERM, timeout=5)
     # Its last lines say why, should it ever not be 0: as text, which pytest prints whole.
