@@ -124,10 +124,9 @@ def test_unknown_email_and_wrong_password_take_the_same_time(shared: Callable[..
 
 
 def test_login_rehashes_a_password_hashed_with_older_parameters(
-    shared: Callable[..., Any], db: psycopg.Connection[Any]
+    shared: Callable[..., Any], web: Web, db: psycopg.Connection[Any]
 ) -> None:
-    before: Web = shared("web")
-    before.wait_ready()
+    before = web  # the run's own: the default parameters
     email = before.sign_up()
     stored = "SELECT password_hash FROM users WHERE email = %s"
     assert ",t=2," in db.execute(stored, [email]).fetchone()[0]  # type: ignore[index]

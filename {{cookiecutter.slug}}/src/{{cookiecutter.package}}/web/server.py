@@ -14,7 +14,6 @@ import multiprocessing.connection
 import os
 import signal
 import socket
-import sys
 import tempfile
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -157,10 +156,11 @@ def _supervise(settings: Settings, sock: socket.socket) -> int:
     return 0 if all(code in (0, -signal.SIGTERM) for code in codes) else 1
 
 
-def main() -> None:
+def main() -> int:
     settings = load_settings()
     configure_logging(settings.log_level, trace_ids=tracing_enabled())
     sock = listen(settings)
     if settings.web_concurrency > 1:
-        sys.exit(_supervise(settings, sock))
+        return _supervise(settings, sock)
     serve(settings, [sock])
+    return 0
