@@ -13,24 +13,24 @@ import psycopg
 import pytest
 import redis
 
-from .conftest import Process, Web, wait_until
+from .conftest import Process, TcpProxy, Web, wait_until
 
 FAST = {"HEARTBEAT_SECONDS": "1", "CLOCK_LOCK_TIMEOUT_SECONDS": "5"}
 
 
 @pytest.fixture
-def fast_start(start: Callable[..., Any]) -> Callable[[str], Process]:
+def fast_start(start: Callable[..., Any]) -> Callable[..., Process]:
     """`start` with FAST loops and a Redis prefix of this test's own, so its own clock lock and
     queue: a clock another test killed holds the default lock for up to 30 s."""
     own = {**FAST, "REDIS_KEY_PREFIX": f"clock-{secrets.token_hex(4)}"}
-    return lambda kind: start(kind, **own)
+    return lambda kind, **env: start(kind, **own, **env)
 
 
 def heartbeats(db: psycopg.Connection[Any]) -> int:
     return int(db.execute("SELECT count(*) FROM heartbeats").fetchone()[0])  # type: ignore[index]
 
 
-def active_and_standby(start: Callable[[str], Process]) -> tuple[Process, Process]:
+def active_and_standby(start: Callable[..., Process]) -> tuple[Process, Process]:
     first, second = start("clock"), start("clock")
 
     def holder() -> tuple[Process, Process] | None:
@@ -44,7 +44,7 @@ def active_and_standby(start: Callable[[str], Process]) -> tuple[Process, Proces
 
 
 def test_two_clocks_fire_each_interval_once(
-    fast_start: Callable[[str], Process], db: psycopg.Connection[Any], web: Web
+    fast_start: Callable[..., Process], db: psycopg.Connection[Any], web: Web
 ) -> None:
     fast_start("worker")
     clocks = [fast_start("clock") for _ in range(2)]
@@ -64,7 +64,7 @@ def test_two_clocks_fire_each_interval_once(
 
 
 def test_standby_takes_over_after_the_active_clock_is_killed(
-    fast_start: Callable[[str], Process], db: psycopg.Connection[Any]
+    fast_start: Callable[..., Process], db: psycopg.Connection[Any]
 ) -> None:
     fast_start("worker")
     active, standby = active_and_standby(fast_start)
@@ -78,7 +78,7 @@ def test_standby_takes_over_after_the_active_clock_is_killed(
 
 
 def test_sigterm_releases_the_lock_at_once_and_exits_0(
-    fast_start: Callable[[str], Process],
+    fast_start: Callable[..., Process],
 ) -> None:
     active, standby = active_and_standby(fast_start)
     stopped_at = time.monotonic()
@@ -124,3 +124,18 @@ def test_sigterm_inside_a_publish_lets_it_finish_then_exits_0(migrated: dict[str
     finally:
         broker.delete(key)
     assert "Releasing lock" in lines
+
+
+def test_a_redis_outage_skips_ticks_and_the_clock_goes_on(
+    fast_start: Callable[..., Process], proxy: Callable[[str], TcpProxy], migrated: dict[str, str]
+) -> None:
+    tcp = proxy(migrated["REDIS_URL"])
+    clock = fast_start("clock", REDIS_URL=tcp.url(migrated["REDIS_URL"]))
+    clock.wait_for_log("Acquired lock", timeout=15)
+    tcp.refuse()  # two loops without Redis: shorter than the 5 s lock timeout
+    time.sleep(2.5)
+    tcp.heal()
+    healed = len(clock.lines)
+    clock.wait_for_log("Redis out of reach: tick skipped", timeout=1)
+    wait_until(lambda: any("task sent" in line for line in clock.lines[healed:]), timeout=10)
+    assert clock.popen.poll() is None  # still the lock holder, scheduling

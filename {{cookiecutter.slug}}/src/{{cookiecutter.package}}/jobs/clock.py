@@ -11,6 +11,9 @@ from typing import Any
 import structlog
 from celery import Celery, beat, platforms, signals
 from celery.apps.beat import Beat
+from redbeat import RedBeatScheduler
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..core.broker import create_celery
 from ..core.logging import configure_logging
@@ -52,6 +55,23 @@ def _log_sent(sender: str, headers: dict[str, Any], **_: Any) -> None:
     log.info("task sent", task_name=sender, task_id=headers.get("id"))
 
 
+class Scheduler(RedBeatScheduler):  # type: ignore[misc]
+    """redbeat's scheduler, whose loop outlives a Redis that is briefly out of reach.
+
+    Each tick renews the lock and reads what is due, both in Redis. redbeat lets a connection
+    error end beat (exit 1); here that tick is skipped and the next loop tries again. Scheduling
+    only ever follows a renewal that worked: out of reach for longer than the lock timeout, a
+    standby takes the lock, this clock's next renewal is refused, and it exits.
+    """
+
+    def tick(self, *args: Any, **kwargs: Any) -> float:
+        try:
+            return float(super().tick(*args, **kwargs))
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("Redis out of reach: tick skipped", error=str(exc))
+            return float(self.max_interval)
+
+
 class Clock(Beat):  # type: ignore[misc]
     """Celery's beat, whose SIGTERM never lands inside a tick.
 
@@ -88,9 +108,7 @@ def main() -> None:
     configure_schedule(app, settings)
     # SIGTERM: the loop stops, then closes the scheduler, which releases redbeat's lock.
     try:
-        Clock(
-            app=app, scheduler="redbeat.RedBeatScheduler", quiet=True, loglevel=settings.log_level
-        ).run()
+        Clock(app=app, scheduler=Scheduler, quiet=True, loglevel=settings.log_level).run()
     finally:
         if tracing is not None:
             tracing.shutdown()
