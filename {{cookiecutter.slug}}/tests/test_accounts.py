@@ -16,7 +16,6 @@ import pytest
 
 from .conftest import PASSWORD, Web, error, new_email
 
-# Generous limits, for the tests that are not about throttling.
 # GET /livez every 5 ms on one connection of its own until its input closes; then the
 # latencies, as a JSON list.
 PROBE = """
@@ -36,6 +35,7 @@ while not select.select([sys.stdin], [], [], 0.005)[0]:
 print(json.dumps(latencies))
 """
 
+# Generous limits, for the tests that are not about throttling.
 UNTHROTTLED = {
     "LOGIN_FAILURES_PER_ACCOUNT": "1000/minute",
     "LOGIN_FAILURES_PER_ADDRESS": "1000/minute",

@@ -18,12 +18,17 @@ from .conftest import Process, TcpProxy, Web, wait_until
 FAST = {"HEARTBEAT_SECONDS": "1", "CLOCK_LOCK_TIMEOUT_SECONDS": "5"}
 
 
+def own() -> dict[str, str]:
+    """FAST loops and a Redis prefix of the test's own, so its own clock lock and queue: a clock
+    another test killed holds the default lock for up to 30 s."""
+    return {**FAST, "REDIS_KEY_PREFIX": f"clock-{secrets.token_hex(4)}"}
+
+
 @pytest.fixture
 def fast_start(start: Callable[..., Any]) -> Callable[..., Process]:
-    """`start` with FAST loops and a Redis prefix of this test's own, so its own clock lock and
-    queue: a clock another test killed holds the default lock for up to 30 s."""
-    own = {**FAST, "REDIS_KEY_PREFIX": f"clock-{secrets.token_hex(4)}"}
-    return lambda kind, **env: start(kind, **{**own, **env})
+    """`start` with the test's `own()` settings, for every process it starts."""
+    settings = own()
+    return lambda kind, **env: start(kind, **{**settings, **env})
 
 
 def heartbeats(db: psycopg.Connection[Any]) -> int:
@@ -104,8 +109,7 @@ main()
 
 def test_sigterm_inside_a_publish_lets_it_finish_then_exits_0(migrated: dict[str, str]) -> None:
     # A queue and a lock of its own: no other clock or worker of this run takes either.
-    queue, prefix = f"clock-{secrets.token_hex(4)}", f"sigterm-{secrets.token_hex(4)}"
-    env = {**migrated, **FAST, "TASK_QUEUE": queue, "REDIS_KEY_PREFIX": prefix}
+    env = {**migrated, **own()}
     result = subprocess.run(
         [sys.executable, "-c", SIGTERM_IN_EACH_PUBLISH],
         env=env,
@@ -118,7 +122,8 @@ def test_sigterm_inside_a_publish_lets_it_finish_then_exits_0(migrated: dict[str
     # The publish under way when the signal landed was finished, not cut off: its message waits
     # in the queue. (Celery's own handler raised SystemExit inside it, and sent nothing.)
     assert "task sent" in lines
-    broker, key = redis.Redis.from_url(env["REDIS_URL"]), f"{prefix}:{queue}"
+    broker = redis.Redis.from_url(env["REDIS_URL"])
+    key = f"{env['REDIS_KEY_PREFIX']}:{env['TASK_QUEUE']}"  # the broker's keys take the prefix
     try:
         assert broker.llen(key) >= 1, lines
     finally:
