@@ -646,15 +646,20 @@ class TcpProxy:
         self.refuse()
 
 
+def proxy_to(url: str) -> TcpProxy:
+    """A TcpProxy in front of the server at `url`."""
+    parts = urlsplit(url)
+    default_port = 6379 if parts.scheme.startswith("redis") else 5432
+    return TcpProxy((parts.hostname or "127.0.0.1", parts.port or default_port))
+
+
 @pytest.fixture
 def proxy() -> Iterator[Callable[[str], TcpProxy]]:
-    """`proxy(url)`: a TcpProxy in front of the server at `url`."""
+    """`proxy(url)`: a TcpProxy in front of the server at `url`, closed at teardown."""
     made: list[TcpProxy] = []
 
     def _proxy(url: str) -> TcpProxy:
-        parts = urlsplit(url)
-        default_port = 6379 if parts.scheme.startswith("redis") else 5432
-        made.append(TcpProxy((parts.hostname or "127.0.0.1", parts.port or default_port)))
+        made.append(proxy_to(url))
         return made[-1]
 
     yield _proxy

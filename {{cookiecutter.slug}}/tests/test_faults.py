@@ -2,13 +2,13 @@
 crashed process, and everything recovers by itself when the service is back."""
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
 
-from .conftest import TcpProxy, Web, error, wait_until
+from .conftest import TcpProxy, Web, error, proxy_to, wait_until
 
 FAST_FAIL = {
     "DB_TIMEOUT_SECONDS": "1",
@@ -19,20 +19,6 @@ FAST_FAIL = {
 URL_VARIABLE = {"postgres": "DATABASE_URL", "redis": "REDIS_URL"}
 
 
-def web_behind(
-    dependency: str,
-    start: Callable[..., Any],
-    proxy: Callable[[str], TcpProxy],
-    migrated: dict[str, str],
-) -> tuple[Web, TcpProxy]:
-    variable = URL_VARIABLE[dependency]
-    tcp = proxy(migrated[variable])
-    env = {**FAST_FAIL, variable: tcp.url(migrated[variable])}
-    if dependency == "redis":
-        env["BROKER_URL"] = migrated["REDIS_URL"]  # the broker stays up: this is about Redis
-    return start("web", **env), tcp
-
-
 def use_dependency(client: httpx.Client, dependency: str) -> httpx.Response:
     """One API call of a signed-in client that needs the dependency."""
     if dependency == "postgres":
@@ -40,18 +26,34 @@ def use_dependency(client: httpx.Client, dependency: str) -> httpx.Response:
     return client.get("/api/v1/session")  # reads the session from Redis
 
 
+@pytest.fixture(scope="module")
+def proxies(migrated: dict[str, str]) -> Iterator[dict[str, TcpProxy]]:
+    made = {dep: proxy_to(migrated[variable]) for dep, variable in URL_VARIABLE.items()}
+    yield made
+    for tcp in made.values():
+        tcp.close()
+
+
+@pytest.fixture
+def behind_both(
+    shared: Callable[..., Any], proxies: dict[str, TcpProxy], migrated: dict[str, str]
+) -> Iterator[Web]:
+    """One web for the four outages, its PostgreSQL and Redis each behind a proxy: an outage
+    test starts no process while it holds the machine (`timing`), and each finds the web as the
+    outage before it left it. The proxies are healed after each test, pass or fail."""
+    env = {var: proxies[dep].url(migrated[var]) for dep, var in URL_VARIABLE.items()}
+    yield shared("web", **FAST_FAIL, **env, BROKER_URL=migrated["REDIS_URL"])
+    for tcp in proxies.values():
+        tcp.heal()
+
+
 @pytest.mark.timing
 @pytest.mark.parametrize("fault", ["refuse", "stall"])
 @pytest.mark.parametrize("dependency", ["postgres", "redis"])
 def test_outage_is_a_fast_503_and_recovers_by_itself(
-    dependency: str,
-    fault: str,
-    start: Callable[..., Any],
-    proxy: Callable[[str], TcpProxy],
-    migrated: dict[str, str],
+    dependency: str, fault: str, behind_both: Web, proxies: dict[str, TcpProxy]
 ) -> None:
-    web, tcp = web_behind(dependency, start, proxy, migrated)
-    web.wait_ready()
+    web, tcp = behind_both, proxies[dependency]
     client = web.signed_in()
     assert use_dependency(client, dependency).status_code == 200  # pool warm, all well
 
@@ -90,7 +92,8 @@ def test_a_request_stuck_on_a_silent_connection_ends_at_its_deadline(
     proxy: Callable[[str], TcpProxy],
     migrated: dict[str, str],
 ) -> None:
-    web, tcp = web_behind("postgres", start, proxy, migrated)
+    tcp = proxy(migrated["DATABASE_URL"])
+    web: Web = start("web", **FAST_FAIL, DATABASE_URL=tcp.url(migrated["DATABASE_URL"]))
     web.wait_ready()
     client = web.signed_in()
     # One query whose connection is back in the pool before the answer (`engine.connect()`).
