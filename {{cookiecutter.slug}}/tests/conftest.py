@@ -77,24 +77,31 @@ AMQP_URL = os.environ.get("TEST_AMQP_URL")
 
 # Ports for the processes to listen on: below the kernel's ephemeral range, which every outgoing
 # connection (to PostgreSQL, Redis, the web itself) draws from, so none of those can take one
-# between this choice and the process binding it; at random, so that test processes running side
-# by side rarely pick the same one; and never one this test process has handed out before.
-_handed_out: set[int] = set()
+# between this choice and the process binding it; at random; and claimed, for as long as this
+# test process lives, by a lock on a file named for it, which every test process of every run
+# on the machine respects. Unclaimed, two of them once chose one port within the second before
+# their webs bound it: the one that lost exited, and its test talked to the other test's web.
+_claimed: dict[int, Any] = {}
 
 
 def free_port() -> int:
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    claims = MachineLock.folder() / "ports"
+    claims.mkdir(exist_ok=True)
     while True:
         port = 10000 + secrets.randbelow(low - 10000)
-        if port in _handed_out:
+        if port in _claimed:
             continue
+        claim = (claims / str(port)).open("a")
         try:
+            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
             for host in ("0.0.0.0", "127.0.0.1"):  # web binds on every address
                 with socket.socket() as sock:
                     sock.bind((host, port))
-        except OSError:
+        except OSError:  # claimed by another test process, or in use
+            claim.close()
             continue
-        _handed_out.add(port)
+        _claimed[port] = claim
         return port
 
 
@@ -115,10 +122,74 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The `timing` tests last, one after another: while they run, the test processes that
-    have finished the rest of the run are idle, and they hold the machine once, not each time."""
-    items.sort(key=lambda item: item.get_closest_marker("timing") is not None)  # stable
+def is_timing(item: pytest.Item) -> bool:
+    return item.get_closest_marker("timing") is not None
+
+
+def timing_ids_file(controller_pid: int) -> Path:
+    return MachineLock.folder() / f"timing-tests-of-run-{controller_pid}.json"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The `timing` tests last, one after another: they hold the machine once, not each time.
+    Side by side, each test process also tells the run's scheduler (below) which they are:
+    xdist hands that only the tests' ids, and it runs in the test processes' parent."""
+    items.sort(key=is_timing)  # stable
+    if hasattr(config, "workerinput"):
+        ids = timing_ids_file(os.getppid())
+        written = ids.with_suffix(f".{os.getpid()}")
+        written.write_text(json.dumps([item.nodeid for item in items if is_timing(item)]))
+        written.replace(ids)  # whole, whichever test process writes it last
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    # xdist ships no type hints. Imported here: only side by side, only in the run's parent.
+    from xdist.scheduler import WorkStealingScheduling  # type: ignore[import-untyped]
+    from xdist.scheduler.worksteal import MIN_PENDING  # type: ignore[import-untyped]
+
+    class TimingLast(WorkStealingScheduling):  # type: ignore[misc]
+        """xdist's worksteal, with the `timing` tests held back until the other tests are all
+        handed out and no test process has more than its last two left. Then they all go, in
+        a row, to a process with none left, and wait only for those last few to end (see
+        MachineLock), not for whatever long test another process was in the middle of, with
+        more of its own queued behind it. Once they are out, none is taken (stolen) for
+        another process: the others end as their queues do."""
+
+        pending: list[int]  # indices into collection, as in the base class
+        held: list[int] | None = None
+        released = False
+
+        @property
+        def tests_finished(self) -> bool:
+            return not self.held and bool(super().tests_finished)
+
+        def check_schedule(self) -> None:
+            if self.held is None and self.collection is not None:
+                ids = timing_ids_file(os.getpid())
+                timing = set(json.loads(ids.read_text())) if ids.exists() else set()
+                ids.unlink(missing_ok=True)
+                self.held = [i for i in self.pending if self.collection[i] in timing]
+                self.pending = [i for i in self.pending if self.collection[i] not in timing]
+            queues = self.node2pending
+            idle = [n for n, queue in queues.items() if len(queue) < MIN_PENDING]
+            idle = [node for node in idle if not node.shutting_down]
+            if self.released:
+                for node in idle:
+                    if self.pending:  # given back by a test process that crashed
+                        self._send_tests(node, len(self.pending))
+                    else:
+                        node.shutdown()  # it ends with the tests it has
+                return
+            last_few = all(len(queue) <= MIN_PENDING for queue in queues.values())
+            nothing_else = not self.pending and self.steal_requested_from_node is None
+            if self.held and idle and last_few and nothing_else:
+                self.pending, self.held, self.released = self.held, [], True
+                self._send_tests(min(idle, key=lambda node: len(queues[node])), len(self.pending))
+                self.check_schedule()
+                return
+            super().check_schedule()
+
+    return TimingLast(config, log)
 
 
 class MachineLock:
@@ -128,9 +199,14 @@ class MachineLock:
     every run of this suite on the machine, so two runs at once keep their margins too; the
     turnstile lets a waiting `timing` test go before the tests that ask after it."""
 
-    def __init__(self) -> None:
+    @staticmethod
+    def folder() -> Path:
         folder = Path(tempfile.gettempdir()) / "{{ cookiecutter.package }}-tests-timing"
         folder.mkdir(exist_ok=True)
+        return folder
+
+    def __init__(self) -> None:
+        folder = self.folder()
         self.turnstile = (folder / "turnstile").open("a")
         self.machine = (folder / "machine").open("a")
         self.exclusive = False
@@ -161,11 +237,11 @@ def pytest_runtest_protocol(
 ) -> Generator[None, object, object]:
     global _machine
     _machine = _machine or MachineLock()
-    _machine.before(item.get_closest_marker("timing") is not None)
+    _machine.before(is_timing(item))
     try:
         return (yield)
     finally:
-        _machine.after(nextitem is not None and nextitem.get_closest_marker("timing") is not None)
+        _machine.after(nextitem is not None and is_timing(nextitem))
 
 
 def error(response: httpx.Response) -> str:
