@@ -135,7 +135,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     Side by side, each test process also tells the run's scheduler (below) which they are:
     xdist hands that only the tests' ids, and it runs in the test processes' parent."""
     items.sort(key=is_timing)  # stable
-    if hasattr(config, "workerinput"):
+    if hasattr(config, "workerinput") and config.getoption("dist") == "worksteal":
         ids = timing_ids_file(os.getppid())
         written = ids.with_suffix(f".{os.getpid()}")
         written.write_text(json.dumps([item.nodeid for item in items if is_timing(item)]))
@@ -143,6 +143,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getoption("dist") != "worksteal":
+        return None  # another --dist, asked for on the command line: xdist's own
     # xdist ships no type hints. Imported here: only side by side, only in the run's parent.
     from xdist.scheduler import WorkStealingScheduling  # type: ignore[import-untyped]
     from xdist.scheduler.worksteal import MIN_PENDING  # type: ignore[import-untyped]
@@ -171,8 +173,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
                 self.held = [i for i in self.pending if self.collection[i] in timing]
                 self.pending = [i for i in self.pending if self.collection[i] not in timing]
             queues = self.node2pending
-            idle = [n for n, queue in queues.items() if len(queue) < MIN_PENDING]
-            idle = [node for node in idle if not node.shutting_down]
+            idle = [n for n, q in queues.items() if len(q) < MIN_PENDING and not n.shutting_down]
             if self.released:
                 for node in idle:
                     if self.pending:  # given back by a test process that crashed
