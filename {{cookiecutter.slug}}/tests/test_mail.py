@@ -287,20 +287,26 @@ def test_asking_for_a_reset_takes_the_same_time_for_any_address(
     for who in (email, new_email()):  # warm: the first requests open the pools
         post(web, "/password-reset", {"email": who})
     pairs = []
-    for _ in range(25):  # in pairs, back to back, so a slow moment of the machine hits both alike
-        took = []
-        for who in (email, new_email()):
+    for n in range(26):
+        # In pairs, back to back, so that a slow moment of the machine hits both alike; each kind
+        # first in turn, so that what an answer leaves behind weighs on both alike: the worker
+        # mailing the account, while the next request is answered (always the unknown address's,
+        # in fixed order: 7 ms slower with two runs at once).
+        address = {"known": email, "unknown": new_email()}
+        took = {}
+        for kind in ("known", "unknown") if n % 2 else ("unknown", "known"):
             began = time.perf_counter()
-            assert post(web, "/password-reset", {"email": who}).status_code == 202
-            took.append(time.perf_counter() - began)
-        pairs.append(took)
+            assert post(web, "/password-reset", {"email": address[kind]}).status_code == 202
+            took[kind] = time.perf_counter() - began
+        pairs.append((took["known"], took["unknown"]))
     # Each answer waits for a commit, whose flush to disk varies from one to the next: the
     # difference within each pair, not two separate medians, is what an account's existence
     # would change.
     typical = statistics.median(t for pair in pairs for t in pair)
     difference = statistics.median(known - unknown for known, unknown in pairs)
     print(f"202 in (median) {typical * 1000:.1f} ms; an account adds {difference * 1000:+.1f} ms")
-    assert abs(difference) <= 0.2 * typical
+    # Measured here: within 1.1 ms, of 30 to 34 ms. 8 ms more for a known address: +7.6 ms, fails.
+    assert abs(difference) <= 0.1 * typical
 
 
 def test_a_taken_address_signs_up_alike_and_its_owner_is_told(
