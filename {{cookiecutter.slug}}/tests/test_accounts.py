@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from .conftest import PASSWORD, Web, error, new_email
+from .conftest import PASSWORD, PLAIN_HTTP, Web, error, new_email
 
 # GET /livez every 5 ms on one connection of its own until its input closes; then the
 # latencies, as a JSON list.
@@ -47,6 +47,7 @@ def log_in(web: Web, email: str, password: str, address: str = "10.9.0.1") -> ht
         f"{web.url}/api/v1/session",
         json={"email": email, "password": password},
         headers={"X-Forwarded-For": address},  # the tests connect from a trusted proxy
+        verify=PLAIN_HTTP,
     )
 
 
@@ -274,7 +275,7 @@ def test_livez_stays_fast_while_twenty_logins_hash(shared: Callable[..., Any]) -
     emails = [web.sign_up() for _ in range(4)]
 
     def logins(n: int) -> None:
-        with httpx.Client(base_url=web.url, timeout=30) as client:
+        with httpx.Client(base_url=web.url, timeout=30, verify=PLAIN_HTTP) as client:
             for _ in range(3):
                 body = {"email": emails[n % 4], "password": PASSWORD}
                 assert client.post("/api/v1/session", json=body).status_code == 201

@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from .conftest import AMQP_URL, Process, broker_client, free_port, wait_until
+from .conftest import AMQP_URL, PLAIN_HTTP, Process, broker_client, free_port, wait_until
 from .test_admin import one_line_error, parsed
 from .test_worker import enriched, post_note
 
@@ -86,7 +86,9 @@ def queue_depth(env: dict[str, str]) -> int:
 
 
 def gauge(worker: Process, task: str) -> str | None:
-    metrics = httpx.get(f"http://127.0.0.1:{worker.env['WORKER_METRICS_PORT']}/metrics").text
+    metrics = httpx.get(
+        f"http://127.0.0.1:{worker.env['WORKER_METRICS_PORT']}/metrics", verify=PLAIN_HTTP
+    ).text
     prefix = 'celery_dead_letters{task="%s"} ' % task  # noqa: UP031 - braces would be Jinja's
     return next((ln[len(prefix) :] for ln in metrics.splitlines() if ln.startswith(prefix)), None)
 

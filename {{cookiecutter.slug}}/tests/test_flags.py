@@ -21,7 +21,7 @@ import psycopg
 from {{ cookiecutter.package }}.core import flags
 from {{ cookiecutter.package }}.core.flag_provider import parse_flag_file
 
-from .conftest import ROOT, Process, Web, broker_client, new_email, wait_until
+from .conftest import PLAIN_HTTP, ROOT, Process, Web, broker_client, new_email, wait_until
 
 RELOAD = 0.2  # FLAGS_RELOAD_SECONDS in these tests: the bound on a change taking effect
 BODY = "Flags ship dark. Releasing them is a config change."
@@ -119,7 +119,7 @@ def test_the_environment_turns_flags_on_and_off_per_deploy(
         >= 1
     )
     port = worker.env["WORKER_METRICS_PORT"]
-    worker_metrics = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+    worker_metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", verify=PLAIN_HTTP).text
     assert (
         sample(worker_metrics, "feature_flag_evaluations_total", flag="note-summary", variant="on")
         >= 1

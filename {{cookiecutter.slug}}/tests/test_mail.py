@@ -19,6 +19,7 @@ from aiosmtpd.controller import Controller
 
 from .conftest import (
     PASSWORD,
+    PLAIN_HTTP,
     Process,
     Web,
     broker_client,
@@ -145,7 +146,12 @@ def beside(mailing: tuple[Web, Process, MailServer], start: Callable[..., Any], 
 
 
 def post(web: Web, path: str, body: dict[str, str], address: str = "10.50.0.1") -> httpx.Response:
-    return httpx.post(f"{web.url}/api/v1{path}", json=body, headers={"X-Forwarded-For": address})
+    return httpx.post(
+        f"{web.url}/api/v1{path}",
+        json=body,
+        headers={"X-Forwarded-For": address},
+        verify=PLAIN_HTTP,
+    )
 
 
 def sign_up(web: Web, email: str) -> httpx.Response:
@@ -287,7 +293,7 @@ def test_asking_for_a_reset_takes_the_same_time_for_any_address(
     for who in (email, new_email()):  # warm: the first requests open the pools
         post(web, "/password-reset", {"email": who})
     pairs = []
-    for n in range(26):
+    for n in range(50):
         # In pairs, back to back, so that a slow moment of the machine hits both alike; each kind
         # first in turn, so that what an answer leaves behind weighs on both alike: the worker
         # mailing the account, while the next request is answered (always the unknown address's,
@@ -305,8 +311,8 @@ def test_asking_for_a_reset_takes_the_same_time_for_any_address(
     typical = statistics.median(t for pair in pairs for t in pair)
     difference = statistics.median(known - unknown for known, unknown in pairs)
     print(f"202 in (median) {typical * 1000:.1f} ms; an account adds {difference * 1000:+.1f} ms")
-    # Measured here: within 1.1 ms, of 30 to 34 ms. 8 ms more for a known address: +7.6 ms, fails.
-    assert abs(difference) <= 0.1 * typical
+    # Measured here: within 1.3 ms, of 11 to 15 ms. 8 ms more for a known address fails.
+    assert abs(difference) <= 0.2 * typical
 
 
 def test_a_taken_address_signs_up_alike_and_its_owner_is_told(
@@ -441,7 +447,7 @@ def test_worker_counts_mails_by_kind_and_outcome(
     port = worker.env["WORKER_METRICS_PORT"]
 
     def counted() -> str | None:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", verify=PLAIN_HTTP).text
         sent = 'mails_total{kind="verify-email",outcome="sent"} 1.0'
         failed = 'mails_total{kind="verify-email",outcome="failed"} 1.0'
         return text if sent in text and failed in text else None

@@ -7,12 +7,12 @@ import httpx
 import psycopg
 from prometheus_client.parser import text_string_to_metric_families
 
-from .conftest import Process, Web, broker_client, wait_until
+from .conftest import PLAIN_HTTP, Process, Web, broker_client, wait_until
 
 
 def scrape(url: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     """Every sample at `url`, keyed by (name, labels)."""
-    text = httpx.get(url, timeout=5).text
+    text = httpx.get(url, timeout=5, verify=PLAIN_HTTP).text
     return {
         (sample.name, frozenset(sample.labels.items())): sample.value
         for family in text_string_to_metric_families(text)
@@ -44,7 +44,8 @@ def test_metrics_add_up_across_web_processes(start: Callable[..., Any]) -> None:
     web: Web = start("web", WEB_CONCURRENCY="2")
     web.wait_ready()
     for _ in range(30):
-        httpx.get(f"{web.url}/livez")  # a new connection each: spread over both processes
+        # A new connection each: spread over both processes.
+        httpx.get(f"{web.url}/livez", verify=PLAIN_HTTP)
     # Whichever process answers the scrape, it reports the total of both.
     for _ in range(4):
         samples = scrape(f"{web.url}/metrics")

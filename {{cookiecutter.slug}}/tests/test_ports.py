@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import Process, Web, free_port
+from .conftest import PLAIN_HTTP, Process, Web, free_port
 
 EX_UNAVAILABLE = 69
 
@@ -49,7 +49,7 @@ def test_two_workers_on_one_host_are_both_scraped(start: Callable[..., Any]) -> 
     assert ports == [first, first + 1]  # the first free port of the range, each
 
     for port in ports:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5, verify=PLAIN_HTTP).text
         assert "celery_queue_depth" in text
 
 

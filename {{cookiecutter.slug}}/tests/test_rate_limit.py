@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from .conftest import PASSWORD, Web, error, new_email
+from .conftest import PASSWORD, PLAIN_HTTP, Web, error, new_email
 
 
 def post_note(web: Web, address: str, cookie: str | None = None) -> httpx.Response:
@@ -21,7 +21,9 @@ def session_from(web: Web, address: str) -> str:
     headers = {"X-Forwarded-For": address}
     account = {"email": new_email(), "password": PASSWORD}
     assert web.client.post("/api/v1/users", json=account, headers=headers).status_code == 201
-    login = httpx.post(f"{web.url}/api/v1/session", json=account, headers=headers)
+    login = httpx.post(
+        f"{web.url}/api/v1/session", json=account, headers=headers, verify=PLAIN_HTTP
+    )
     return str(login.cookies["session"])
 
 

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import redis
 
-from .conftest import PASSWORD, Outcome, Web, error
+from .conftest import PASSWORD, PLAIN_HTTP, Outcome, Web, error
 
 
 def two_webs(shared: Callable[..., Any], **env: str) -> tuple[Web, Web]:
@@ -28,7 +28,9 @@ def cookie_of(client: httpx.Client) -> str:
 
 
 def whoami(web: Web, cookie: str) -> httpx.Response:
-    return httpx.get(f"{web.url}/api/v1/session", headers={"Cookie": f"session={cookie}"})
+    return httpx.get(
+        f"{web.url}/api/v1/session", headers={"Cookie": f"session={cookie}"}, verify=PLAIN_HTTP
+    )
 
 
 def record_key(cookie: str) -> str:
@@ -47,7 +49,9 @@ def test_session_made_on_one_web_is_read_by_another(shared: Callable[..., Any]) 
 def test_logout_kills_the_cookie_everywhere(shared: Callable[..., Any]) -> None:
     a, b = two_webs(shared)
     cookie = cookie_of(a.signed_in())
-    logout = httpx.delete(f"{b.url}/api/v1/session", headers={"Cookie": f"session={cookie}"})
+    logout = httpx.delete(
+        f"{b.url}/api/v1/session", headers={"Cookie": f"session={cookie}"}, verify=PLAIN_HTTP
+    )
     assert logout.status_code == 204
     cleared = logout.headers["set-cookie"]
     assert "Max-Age=0" in cleared or 'session=""' in cleared
@@ -57,7 +61,9 @@ def test_logout_kills_the_cookie_everywhere(shared: Callable[..., Any]) -> None:
 
 def test_cookie_is_an_opaque_256_bit_id_signed_httponly_lax(web: Web, redis_url: str) -> None:
     email = web.sign_up()
-    response = httpx.post(f"{web.url}/api/v1/session", json={"email": email, "password": PASSWORD})
+    response = httpx.post(
+        f"{web.url}/api/v1/session", json={"email": email, "password": PASSWORD}, verify=PLAIN_HTTP
+    )
     header = response.headers["set-cookie"].lower()
     assert "httponly" in header
     assert "samesite=lax" in header
@@ -74,7 +80,9 @@ def test_cookie_is_an_opaque_256_bit_id_signed_httponly_lax(web: Web, redis_url:
 def test_secure_cookie_has_the_host_prefix(shared: Callable[..., Any]) -> None:
     web: Web = shared("web", SESSION_COOKIE_SECURE="true")
     email = web.sign_up()
-    response = httpx.post(f"{web.url}/api/v1/session", json={"email": email, "password": PASSWORD})
+    response = httpx.post(
+        f"{web.url}/api/v1/session", json={"email": email, "password": PASSWORD}, verify=PLAIN_HTTP
+    )
     header = response.headers["set-cookie"]
     assert header.startswith("__Host-session=")
     assert "secure" in header.lower()
@@ -129,6 +137,7 @@ def test_login_issues_a_new_id_and_drops_the_old_one(web: Web) -> None:
         f"{web.url}/api/v1/session",
         json={"email": email, "password": PASSWORD},
         headers={"Cookie": f"session={old}"},
+        verify=PLAIN_HTTP,
     )
     new = response.cookies["session"]
     assert new != old

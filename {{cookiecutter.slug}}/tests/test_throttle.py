@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 
-from .conftest import PASSWORD, Web, new_email
+from .conftest import PASSWORD, PLAIN_HTTP, Web, new_email
 
 # Each check costs about 0.1 s here, so thirty concurrent guesses overlap for seconds: without
 # counting before the check, every one of them passes a check none has been counted in yet.
@@ -20,6 +20,7 @@ def guess(web: Web, email: str, forwarded_for: str) -> int:
         json={"email": email, "password": "not the password"},
         headers={"X-Forwarded-For": forwarded_for},
         timeout=60,
+        verify=PLAIN_HTTP,
     )
     return response.status_code
 
@@ -54,6 +55,7 @@ def test_thirty_concurrent_guesses_from_one_address_check_at_most_its_limit(
         f"{web.url}/api/v1/session",
         json={"email": web.sign_up(), "password": PASSWORD},
         headers={"X-Forwarded-For": "10.31.0.2"},
+        verify=PLAIN_HTTP,
     )
     assert response.status_code == 201
 

@@ -11,7 +11,7 @@ import httpx
 import psycopg
 import pytest
 
-from .conftest import Process, Web, broker_client, wait_until
+from .conftest import PLAIN_HTTP, Process, Web, broker_client, wait_until
 
 
 def enriched(db: psycopg.Connection[Any], note_id: int) -> int | None:
@@ -119,7 +119,9 @@ def test_task_failing_every_retry_is_dead_lettered(
     assert dead[2] == "req-dead-00001"
     retries = [r for r in worker.records() if r["event"] == "retrying"]
     assert [r["attempt"] for r in retries] == [1, 2]
-    metrics = httpx.get(f"http://127.0.0.1:{worker.env['WORKER_METRICS_PORT']}/metrics").text
+    metrics = httpx.get(
+        f"http://127.0.0.1:{worker.env['WORKER_METRICS_PORT']}/metrics", verify=PLAIN_HTTP
+    ).text
     assert 'celery_tasks_dead_lettered_total{task="notes.enrich"} 1.0' in metrics
     assert 'celery_task_retries_total{task="notes.enrich"} 2.0' in metrics
     failed = [r for r in worker.records() if r["event"] == "task failed for good"]
