@@ -67,6 +67,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # 21 ms of CPU each, some 750 times a run, and inside durations that timing tests compare.
 # One context, made once, serves them all: `verify=PLAIN_HTTP` wherever a client is made.
 PLAIN_HTTP = ssl.create_default_context()
+# A web's kept-alive connections: uvicorn closes one after 5 s idle, httpx reuses one for 5 s by
+# default, and a request sent just as the server closes it fails ("Server disconnected without
+# sending a response", seen once with two runs at once). The clients let go first.
+KEEP_ALIVE = httpx.Limits(keepalive_expiry=2)
 PROCFILE = {
     name.strip(): command.strip()
     for name, command in (
@@ -358,11 +362,13 @@ class Web(Process):
     def __init__(self, env: dict[str, str]) -> None:
         super().__init__("web", env)
         self.url = f"http://127.0.0.1:{env['PORT']}"
-        self.client = httpx.Client(base_url=self.url, timeout=10, verify=PLAIN_HTTP)
+        self.client = self.new_client()
 
     def new_client(self, cookies: httpx.Cookies | None = None) -> httpx.Client:
         """A client of this web; with `cookies`, it carries another client's session."""
-        return httpx.Client(base_url=self.url, timeout=10, cookies=cookies, verify=PLAIN_HTTP)
+        return httpx.Client(
+            base_url=self.url, timeout=10, cookies=cookies, verify=PLAIN_HTTP, limits=KEEP_ALIVE
+        )
 
     def sign_up(self, email: str | None = None, password: str = PASSWORD) -> str:
         email = email or new_email()

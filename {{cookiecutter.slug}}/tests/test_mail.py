@@ -311,8 +311,9 @@ def test_asking_for_a_reset_takes_the_same_time_for_any_address(
     typical = statistics.median(t for pair in pairs for t in pair)
     difference = statistics.median(known - unknown for known, unknown in pairs)
     print(f"202 in (median) {typical * 1000:.1f} ms; an account adds {difference * 1000:+.1f} ms")
-    # Measured here: within 1.3 ms, of 11 to 15 ms. 8 ms more for a known address fails.
-    assert abs(difference) <= 0.2 * typical
+    # Measured here: within 1.3 ms of each other, answers of 11 to 15 ms; within 2.4 ms with a
+    # second run beside this one. 8 ms more for a known address fails: +7.8 ms.
+    assert abs(difference) <= max(0.2 * typical, 0.004)
 
 
 def test_a_taken_address_signs_up_alike_and_its_owner_is_told(
