@@ -20,6 +20,7 @@ machine too (see `MachineLock`).
 
 import contextlib
 import fcntl
+import functools
 import gzip
 import json
 import os
@@ -96,8 +97,7 @@ _claimed: dict[int, Any] = {}
 
 def free_port() -> int:
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    claims = MachineLock.folder() / "ports"
-    claims.mkdir(exist_ok=True)
+    claims = MachineLock.folder("ports")
     while True:
         port = 10000 + secrets.randbelow(low - 10000)
         if port in _claimed:
@@ -211,9 +211,11 @@ class MachineLock:
     turnstile lets a waiting `timing` test go before the tests that ask after it."""
 
     @staticmethod
-    def folder() -> Path:
-        folder = Path(tempfile.gettempdir()) / "{{ cookiecutter.package }}-tests-timing"
-        folder.mkdir(exist_ok=True)
+    @functools.cache  # made once per test process
+    def folder(*sub: str) -> Path:
+        """The folder of the files every run of this suite on the machine shares."""
+        folder = Path(tempfile.gettempdir(), "{{ cookiecutter.package }}-tests-timing", *sub)
+        folder.mkdir(parents=True, exist_ok=True)
         return folder
 
     def __init__(self) -> None:
