@@ -5,6 +5,9 @@ With REDIS_URL_FILE, each new connection authenticates with the password the fil
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError
 
 from .credentials import redis_credentials, without_credentials
 from .secret_files import file_variable
@@ -27,4 +30,9 @@ def redis_options(settings: Settings, field: str = "redis_url") -> tuple[str, di
 
 def create_redis(settings: Settings) -> Redis:
     url, options = redis_options(settings)
-    return Redis.from_url(url, **options)
+    # A pooled connection the server has closed (a restart, a failover, CLIENT KILL after a
+    # password rotation) is only found when a command is sent on it, and from_url's clients
+    # retry nothing: that request would get a 503. Once, at once, on a new connection. A
+    # timeout is not retried: a Redis that hangs would cost each request twice the timeout.
+    once = Retry(NoBackoff(), retries=1, supported_errors=(ConnectionError,))
+    return Redis.from_url(url, retry=once, **options)
