@@ -8,11 +8,40 @@ worker. A single web process keeps its samples in memory, which costs less per r
 """
 
 import os
+from collections.abc import Iterable
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.registry import Collector
 
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR"
+
+
+class ProcessFiles(Collector):
+    """Every process's samples, added up from its file in the folder.
+
+    A process creates its file empty and sizes it a moment later (prometheus_client's
+    MmapedDict), when it first counts something: a prefork child after each recycle. Its own
+    collector reads such a file as broken and fails the whole scrape, a 500 where the metrics
+    should be. An empty file holds no sample yet: this one leaves it out.
+    """
+
+    def __init__(self, folder: str) -> None:
+        self.folder = Path(folder)
+
+    def collect(self) -> Iterable[Metric]:
+        files = [str(path) for path in self.folder.glob("*.db") if _has_size(path)]
+        metrics: list[Metric] = MultiProcessCollector.merge(files)  # type: ignore[no-untyped-call]
+        return metrics
+
+
+def _has_size(path: Path) -> bool:
+    try:
+        return path.stat().st_size > 0
+    except FileNotFoundError:  # a live gauge's file, removed as its process ended
+        return False
 
 
 def scrape_registry(registry: CollectorRegistry) -> CollectorRegistry:
@@ -20,7 +49,7 @@ def scrape_registry(registry: CollectorRegistry) -> CollectorRegistry:
     if MULTIPROCESS not in os.environ:
         return registry
     merged = CollectorRegistry()
-    MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+    merged.register(ProcessFiles(os.environ[MULTIPROCESS]))
     return merged
 
 
