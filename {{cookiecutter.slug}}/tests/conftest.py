@@ -96,23 +96,40 @@ _claimed: dict[int, Any] = {}
 
 
 def free_port() -> int:
+    return free_ports(1)
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports, each free and claimed (a worker takes the next
+    port of its range when its first is taken: that one is claimed too)."""
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    claims = MachineLock.folder("ports")
     while True:
-        port = 10000 + secrets.randbelow(low - 10000)
-        if port in _claimed:
-            continue
-        claim = (claims / str(port)).open("a")
-        try:
-            fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            for host in ("0.0.0.0", "127.0.0.1"):  # web binds on every address
-                with socket.socket() as sock:
-                    sock.bind((host, port))
-        except OSError:  # claimed by another test process, or in use
-            claim.close()
-            continue
-        _claimed[port] = claim
-        return port
+        first = 10000 + secrets.randbelow(low - 10000 - count)
+        claimed = []
+        for port in range(first, first + count):
+            if not _claim(port):
+                break
+            claimed.append(port)
+        else:
+            return first
+        for port in claimed:
+            _claimed.pop(port).close()
+
+
+def _claim(port: int) -> bool:
+    if port in _claimed:
+        return False
+    claim = (MachineLock.folder("ports") / str(port)).open("a")
+    try:
+        fcntl.flock(claim, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        for host in ("0.0.0.0", "127.0.0.1"):  # web binds on every address
+            with socket.socket() as sock:
+                sock.bind((host, port))
+    except OSError:  # claimed by another test process, or in use
+        claim.close()
+        return False
+    _claimed[port] = claim
+    return True
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -584,7 +601,8 @@ def launch(kind: str, env: dict[str, str]) -> Process:
     if kind == "web":
         return Web({"PORT": str(free_port()), **env})
     if kind == "worker":
-        env = {"WORKER_METRICS_PORT": str(free_port()), **env}
+        # One port, claimed: not a range reaching into ports other tests have claimed.
+        env = {"WORKER_METRICS_PORT": str(free_port()), "WORKER_METRICS_PORTS": "1", **env}
     return Process(kind, env)
 
 

@@ -10,23 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .conftest import PLAIN_HTTP, Process, Web, free_port
+from .conftest import PLAIN_HTTP, Process, Web, free_port, free_ports
 
 EX_UNAVAILABLE = 69
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive ports that are free now."""
-    while True:
-        first = free_port()
-        try:
-            with ExitStack() as held:
-                for port in range(first, first + count):
-                    sock = held.enter_context(socket.socket())
-                    sock.bind(("0.0.0.0", port))
-            return first
-        except OSError:
-            continue
 
 
 @pytest.fixture
@@ -44,7 +30,9 @@ def occupy() -> Iterator[Callable[[int], None]]:
 
 def test_two_workers_on_one_host_are_both_scraped(start: Callable[..., Any]) -> None:
     first = free_ports(2)
-    workers: list[Process] = [start("worker", WORKER_METRICS_PORT=str(first)) for _ in range(2)]
+    workers: list[Process] = [
+        start("worker", WORKER_METRICS_PORT=str(first), WORKER_METRICS_PORTS="2") for _ in range(2)
+    ]
     ports = sorted(w.wait_for_log("metrics listening", timeout=20)["port"] for w in workers)
     assert ports == [first, first + 1]  # the first free port of the range, each
 

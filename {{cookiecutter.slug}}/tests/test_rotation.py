@@ -27,7 +27,7 @@ from psycopg import sql
 
 from dev import services
 
-from .conftest import PASSWORD, Process, Web, new_email, release, wait_until
+from .conftest import PASSWORD, Process, Web, free_port, launch, new_email, release, wait_until
 
 OWNER = "notes_owner"
 ROLES = ("notes_blue", "notes_green")
@@ -207,8 +207,8 @@ def serve(
         **extra,
     }
     release(env)
-    web = Web({"PORT": str(services.free_port()), **env})
-    worker = Process("worker", {"WORKER_METRICS_PORT": str(services.free_port()), **env})
+    web = Web({"PORT": str(free_port()), **env})
+    worker = launch("worker", env)
     clock = Process("clock", env)
     running.extend([web, worker, clock])
     web.wait_ready()
