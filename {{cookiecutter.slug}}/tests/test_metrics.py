@@ -45,7 +45,7 @@ def half_made_file(tmp: Path) -> None:
     """What a process leaves in PROMETHEUS_MULTIPROC_DIR for a moment as it starts counting: its
     file, still empty (prometheus_client creates it, then sizes it). The process under test put
     its folder in `tmp` (TMPDIR)."""
-    [folder] = tmp.glob("metrics-*")
+    [folder] = wait_until(lambda: list(tmp.glob("metrics-*")), 20)  # made as the process starts
     (folder / "counter_4242424.db").touch()
 
 

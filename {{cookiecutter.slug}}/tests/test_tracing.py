@@ -200,7 +200,12 @@ def test_task_stays_in_the_request_trace_after_a_retry_and_a_redelivery(
     with psycopg.connect(migrated["DATABASE_URL"]) as holder:
         holder.execute("SELECT 1 FROM notes WHERE id = %s FOR UPDATE", [note_id])
         first = start("worker", OTEL_RESOURCE_ATTRIBUTES="test.worker=first", **env)
-        wait_until(lambda: [r for r in first.records() if r["event"] == "retrying"], 20)
+        # Its start and an attempt or two first: 20 s was too short once, with two runs at once.
+        wait_until(
+            lambda: [r for r in first.records() if r["event"] == "retrying"],
+            40,
+            describe=lambda: f"a retry; the worker's last lines: {first.lines[-10:]}",
+        )
         time.sleep(0.6)  # the retry's spans exported; the next attempt queued or running
         first.kill_group()  # SIGKILL: its message goes to the next worker
     second = start("worker", OTEL_RESOURCE_ATTRIBUTES="test.worker=second", **env)
