@@ -105,15 +105,13 @@ def free_ports(count: int) -> int:
     low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     while True:
         first = 10000 + secrets.randbelow(low - 10000 - count)
-        claimed = []
         for port in range(first, first + count):
             if not _claim(port):
+                for taken in range(first, port):  # let go of the range's first ones
+                    _claimed.pop(taken).close()
                 break
-            claimed.append(port)
         else:
             return first
-        for port in claimed:
-            _claimed.pop(port).close()
 
 
 def _claim(port: int) -> bool:

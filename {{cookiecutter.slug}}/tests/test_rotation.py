@@ -207,9 +207,8 @@ def serve(
         **extra,
     }
     release(env)
-    web = Web({"PORT": str(free_port()), **env})
-    worker = launch("worker", env)
-    clock = Process("clock", env)
+    web, worker, clock = (launch(kind, env) for kind in ("web", "worker", "clock"))
+    assert isinstance(web, Web)
     running.extend([web, worker, clock])
     web.wait_ready()
     return web, worker, clock, files

@@ -32,16 +32,9 @@ class ProcessFiles(Collector):
         self.folder = Path(folder)
 
     def collect(self) -> Iterable[Metric]:
-        files = [str(path) for path in self.folder.glob("*.db") if _has_size(path)]
+        files = [str(path) for path in self.folder.glob("*.db") if path.stat().st_size]
         metrics: list[Metric] = MultiProcessCollector.merge(files)  # type: ignore[no-untyped-call]
         return metrics
-
-
-def _has_size(path: Path) -> bool:
-    try:
-        return path.stat().st_size > 0
-    except FileNotFoundError:  # a live gauge's file, removed as its process ended
-        return False
 
 
 def scrape_registry(registry: CollectorRegistry) -> CollectorRegistry:
