@@ -1,0 +1,166 @@
+"""What each per-request layer of the generated web costs, in instructions per request.
+
+    .venv/bin/python bench/layers.py    # about 15 minutes on 2 cores -> bench/LAYERS.md
+
+bench/instructions.py gives the gap between a generated read and the bare FastAPI one; this
+splits it. The generated web is counted whole, then again without one layer (or one part of a
+layer) at a time, started by bench/without.py: the difference is what that layer costs each
+request. Counted under callgrind like instructions.py (needs valgrind), so the figures do not
+move with other work on the machine; two servers are counted at a time.
+
+A layer's cost measured alone can differ a little from its share of the whole: each variant is
+a process of its own. The sum of the rows is therefore not exactly the gap, but the rows say
+where it is.
+"""
+
+import argparse
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from instructions import Options, control, keep_alive_gets, prepare
+from run import (
+    BENCH_DIR,
+    PACKAGE,
+    Project,
+    baseline_args,
+    free_port,
+    log,
+    machine,
+    running,
+    wait_ready,
+)
+
+WITHOUT = BENCH_DIR / "without.py"
+
+# (row, the layers without.py takes out, what the row is)
+VARIANTS = [
+    ("security headers", ["security-headers"], "SecurityHeadersMiddleware (web/headers.py)"),
+    (
+        "cross-origin check and body limit",
+        ["cross-origin-and-body-limit"],
+        "web/csrf.py and web/body_limit.py",
+    ),
+    ("request deadline", ["deadline"], "DeadlineMiddleware (web/deadline.py)"),
+    (
+        "observe: request id, access line, metrics, log context",
+        ["observe"],
+        "ObserveMiddleware (web/observe.py), all of it",
+    ),
+    ("- of which the access line", ["access-line"], "AccessLog.write (core/logging.py)"),
+    ("- of which the HTTP metrics", ["http-metrics"], "counter, histogram, in-progress gauge"),
+    ("- of which the log context", ["log-context"], "structlog's contextvars, cleared and bound"),
+    (
+        "Redis socket timeout",
+        ["redis-socket-timeout"],
+        "REDIS_TIMEOUT_SECONDS on reads and writes (core/redis_client.py); connect keeps it",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Count:
+    session: float
+    note: float
+
+
+def counted(
+    project: Project, args: list[str], paths: list[tuple[str, str]], opts: Options
+) -> list[float]:
+    """Instructions per request of each path, in turn, on one server that `args` starts."""
+    port = free_port()
+    out = project.logs / f"callgrind.{port}"
+    valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
+    with open(project.logs / f"{out.name}.log", "ab") as output:
+        server = subprocess.Popen(
+            [*valgrind, str(project.python), *args],
+            cwd=project.root,
+            env={**project.env, "PORT": str(port), "BENCH_SESSION_KEY": opts.session_key},
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    counts = []
+    with running(server):
+        wait_ready(server, port, timeout=900)  # about 50 times slower under valgrind
+        for number, (path, cookie) in enumerate(paths, start=1):
+            keep_alive_gets(port, path, cookie, opts.warmup)
+            control(server.pid, "--instr=on")
+            last = keep_alive_gets(port, path, cookie, opts.requests)
+            control(server.pid, "--instr=off")
+            control(server.pid, "--dump")  # out.<number>, counted since the previous dump
+            assert last.startswith(b"{"), last[:200]  # a JSON answer, not an error page
+            totals = [
+                int(line.split()[1])
+                for line in Path(f"{out}.{number}").read_text(errors="replace").splitlines()
+                if line.startswith(("summary:", "totals:"))
+            ]
+            counts.append(max(totals) / opts.requests)
+    return counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=500, help="counted requests (500)")
+    parser.add_argument("--warmup", type=int, default=200, help="uncounted requests first (200)")
+    parser.add_argument("--redis-db", type=int, default=14, help="Redis logical DB to claim (14)")
+    parser.add_argument("--output", type=Path, default=BENCH_DIR / "LAYERS.md")
+    args = parser.parse_args()
+    opts = Options(args.requests, args.warmup, args.redis_db, args.output)
+    with ExitStack() as cleanup:
+        project, cookie, note_id = prepare(opts, cleanup)
+        session = f"session={cookie}"
+        generated = [("/api/v1/session", session), (f"/api/v1/notes/{note_id}", session)]
+        bare = [("/session", session), (f"/notes/{note_id}", session)]
+        servers = {
+            "whole": ([str(WITHOUT), PACKAGE], generated),
+            "bare": (baseline_args(), bare),
+            **{row: ([str(WITHOUT), PACKAGE, *layers], generated) for row, layers, _ in VARIANTS},
+        }
+
+        def count(name: str) -> tuple[str, Count]:
+            server_args, paths = servers[name]
+            log(f"counting: {name}")
+            session_read, note_read = counted(project, server_args, paths, opts)
+            return name, Count(session_read, note_read)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            counts = dict(pool.map(count, servers))
+    whole, bare_count = counts["whole"], counts["bare"]
+    rows = [
+        f"| {row} | {whole.session - counts[row].session:,.0f} "
+        f"| {whole.note - counts[row].note:,.0f} | {what} |"
+        for row, _, what in VARIANTS
+    ]
+    report = [
+        "# What each per-request layer costs: instructions per request",
+        "",
+        f"`bench/layers.py`: callgrind, {opts.requests} requests counted after {opts.warmup}"
+        f" uncounted, one keep-alive connection, through uvicorn. {machine()}.",
+        "",
+        "| | GET /api/v1/session | GET /api/v1/notes/{id} |",
+        "|---|---:|---:|",
+        f"| generated web, whole | {whole.session:,.0f} | {whole.note:,.0f} |",
+        f"| bare FastAPI (bench/baseline.py) | {bare_count.session:,.0f} "
+        f"| {bare_count.note:,.0f} |",
+        f"| the gap | {whole.session - bare_count.session:,.0f} "
+        f"| {whole.note - bare_count.note:,.0f} |",
+        "",
+        "Without each layer in turn (bench/without.py), the instructions the request saves:",
+        "",
+        "| layer | GET /api/v1/session | GET /api/v1/notes/{id} | what is taken out |",
+        "|---|---:|---:|---|",
+        *rows,
+        "",
+        "The rows after `observe` are parts of it, not more on top. What no row holds is the rest"
+        " of the gap: the session's script (EVALSHA) against a GET, the signed cookie, the"
+        " response models, the flags, the route's own code.",
+        "",
+    ]
+    opts.output.write_text("\n".join(report))
+    log(f"wrote {opts.output}")
+
+
+if __name__ == "__main__":
+    main()
