@@ -3,11 +3,12 @@
     .venv/bin/python bench/instructions.py    # about 8 minutes on 2 cores -> bench/INSTRUCTIONS.md
 
 run.py's CPU time per request moves with whatever else the machine does; an instruction count
-does not: the same code, inputs and environment count the same however loaded the machine is.
-So this is the figure to compare two versions of the code on a busy machine, and the one to
-bisect a regression with. It leaves out the kernel (socket reads and writes, the same calls on
-both sides here) and time lost to cache misses, so its bare / generated ratio is lower than
-run.py's CPU ratio: read it as a direction, and run.py on a quiet machine for the verdict.
+does not: the same code, inputs, environment and hash seed (SEED) count the same however loaded
+the machine is. So this is the figure to compare two versions of the code on a busy machine,
+and the one to bisect a regression with. It leaves out the kernel (socket reads and writes, the
+same calls on both sides here) and time lost to cache misses, so its bare / generated ratio is
+lower than run.py's CPU ratio: read it as a direction, and run.py on a quiet machine for the
+verdict.
 
 Renders and installs the template as run.py does, migrates a fresh database, makes an account,
 its session and a note with a plain web process, then runs each server under
@@ -38,6 +39,11 @@ from run import (
     wait_ready,
     web_args,
 )
+
+# One hash seed for every counted server: with Python's random one, the same server counted twice
+# differed by up to 15,000 instructions a request (dicts and sets lay out differently); with
+# this, by a few instructions.
+SEED = {"PYTHONHASHSEED": "0"}
 
 
 @dataclass(frozen=True)
@@ -81,7 +87,7 @@ def counted(project: Project, args: list[str], path: str, cookie: str, opts: Opt
         server = subprocess.Popen(
             [*valgrind, str(project.python), *args],
             cwd=project.root,
-            env={**project.env, "PORT": str(port), "BENCH_SESSION_KEY": opts.session_key},
+            env={**project.env, "PORT": str(port), "BENCH_SESSION_KEY": opts.session_key, **SEED},
             stdout=output,
             stderr=subprocess.STDOUT,
         )
