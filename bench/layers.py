@@ -159,9 +159,9 @@ def main() -> None:
         " response models, the flags, the route's own code.",
         "",
         "Resolution: taking a layer out also moves where everything else lies in memory, which"
-        " alone shifts a count. Three runs of this script agreed within about 7,000 on the session"
-        " read and 15,000 on the note read, whose log-context row once came out negative: a row"
-        " below that is noise.",
+        " alone shifts a count. Three runs of this script agreed within about 6,000 on the session"
+        " read; on the note read a row moved by up to 28,000, and its log-context row once came"
+        " out negative: read the note column as a direction only.",
         "",
     ]
     opts.output.write_text("\n".join(report))
