@@ -78,33 +78,58 @@ def keep_alive_gets(port: int, path: str, cookie: str, count: int) -> bytes:
     return body
 
 
-def counted(project: Project, args: list[str], path: str, cookie: str, opts: Options) -> float:
-    """Instructions per request of `path` on the server `args` starts, under callgrind."""
-    port = free_port()
-    out = project.logs / f"callgrind.{port}"
-    valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
-    with open(project.logs / f"{out.name}.log", "ab") as output:
-        server = subprocess.Popen(
-            [*valgrind, str(project.python), *args],
-            cwd=project.root,
-            env={**project.env, "PORT": str(port), "BENCH_SESSION_KEY": opts.session_key, **SEED},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    with running(server):
-        wait_ready(server, port, timeout=600)  # about 50 times slower under valgrind
-        keep_alive_gets(port, path, cookie, opts.warmup)
-        control(server.pid, "--instr=on")
-        last = keep_alive_gets(port, path, cookie, opts.requests)
-        control(server.pid, "--instr=off")
-        control(server.pid, "--dump")
-    assert last.startswith(b"{"), last[:200]  # a JSON answer, not an error page
-    total = 0
-    for dump in project.logs.glob(out.name + "*"):
-        for line in dump.read_text(errors="replace").splitlines():
-            if line.startswith(("summary:", "totals:")):
-                total = max(total, int(line.split()[1]))
-    return total / opts.requests
+@dataclass
+class Counted:
+    """A server under callgrind, counting nothing until told to."""
+
+    server: subprocess.Popen[bytes]
+    port: int
+    out: Path  # callgrind's output file: each dump is this path with .1, .2, ... after it
+    dumps: int = 0
+
+    @classmethod
+    def start(cls, project: Project, args: list[str], opts: Options) -> "Counted":
+        port = free_port()
+        out = project.logs / f"callgrind.{port}"
+        valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
+        with open(project.logs / f"{out.name}.log", "ab") as output:
+            server = subprocess.Popen(
+                [*valgrind, f"--callgrind-out-file={out}", str(project.python), *args],
+                cwd=project.root,
+                env={
+                    **project.env,
+                    "PORT": str(port),
+                    "BENCH_SESSION_KEY": opts.session_key,
+                    **SEED,
+                },
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        return cls(server, port, out)
+
+    def per_request(self, path: str, cookie: str, opts: Options) -> float:
+        """Instructions per request of `path`: `opts.warmup` requests uncounted, then
+        `opts.requests` counted and dumped."""
+        keep_alive_gets(self.port, path, cookie, opts.warmup)
+        control(self.server.pid, "--instr=on")
+        last = keep_alive_gets(self.port, path, cookie, opts.requests)
+        control(self.server.pid, "--instr=off")
+        control(self.server.pid, "--dump")  # counted since the previous dump
+        assert last.startswith(b"{"), last[:200]  # a JSON answer, not an error page
+        self.dumps += 1
+        dump = Path(f"{self.out}.{self.dumps}").read_text(errors="replace")
+        totals = [int(line.split()[1]) for line in dump.splitlines() if line.startswith("totals:")]
+        return max(totals) / opts.requests
+
+
+def counted(
+    project: Project, args: list[str], paths: list[tuple[str, str]], opts: Options
+) -> list[float]:
+    """Instructions per request of each (path, cookie), in turn, on one server `args` starts."""
+    counting = Counted.start(project, args, opts)
+    with running(counting.server):
+        wait_ready(counting.server, counting.port, timeout=900)  # about 50 times slower
+        return [counting.per_request(path, cookie, opts) for path, cookie in paths]
 
 
 def control(pid: int, command: str) -> None:
@@ -134,6 +159,7 @@ def main() -> None:
     opts = Options(args.requests, args.warmup, args.redis_db, args.output)
     with ExitStack() as cleanup:
         project, cookie, note_id = prepare(opts, cleanup)
+        session = f"session={cookie}"
         endpoints = [
             Endpoint("GET /livez", "/livez", "/livez"),
             Endpoint("GET /api/v1/session", "/api/v1/session", "/session"),
@@ -142,8 +168,8 @@ def main() -> None:
         rows = []
         for endpoint in endpoints:
             log(f"counting {endpoint.name}")
-            generated = counted(project, web_args(), endpoint.generated, f"session={cookie}", opts)
-            bare = counted(project, baseline_args(), endpoint.bare, f"session={cookie}", opts)
+            [generated] = counted(project, web_args(), [(endpoint.generated, session)], opts)
+            [bare] = counted(project, baseline_args(), [(endpoint.bare, session)], opts)
             rows.append(
                 f"| {endpoint.name} | {generated:,.0f} | {bare:,.0f} | {bare / generated:.2f}x |"
             )

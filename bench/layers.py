@@ -15,23 +15,18 @@ the rows do not add up exactly to the gap; they say where it is.
 """
 
 import argparse
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from instructions import SEED, Options, control, keep_alive_gets, prepare
+from instructions import Options, counted, prepare
 from run import (
     BENCH_DIR,
     PACKAGE,
-    Project,
     baseline_args,
-    free_port,
     log,
     machine,
-    running,
-    wait_ready,
 )
 
 WITHOUT = BENCH_DIR / "without.py"
@@ -65,40 +60,6 @@ VARIANTS = [
 class Count:
     session: float
     note: float
-
-
-def counted(
-    project: Project, args: list[str], paths: list[tuple[str, str]], opts: Options
-) -> list[float]:
-    """Instructions per request of each path, in turn, on one server that `args` starts."""
-    port = free_port()
-    out = project.logs / f"callgrind.{port}"
-    valgrind = ["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}"]
-    with open(project.logs / f"{out.name}.log", "ab") as output:
-        server = subprocess.Popen(
-            [*valgrind, str(project.python), *args],
-            cwd=project.root,
-            env={**project.env, "PORT": str(port), "BENCH_SESSION_KEY": opts.session_key, **SEED},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    counts = []
-    with running(server):
-        wait_ready(server, port, timeout=900)  # about 50 times slower under valgrind
-        for number, (path, cookie) in enumerate(paths, start=1):
-            keep_alive_gets(port, path, cookie, opts.warmup)
-            control(server.pid, "--instr=on")
-            last = keep_alive_gets(port, path, cookie, opts.requests)
-            control(server.pid, "--instr=off")
-            control(server.pid, "--dump")  # out.<number>, counted since the previous dump
-            assert last.startswith(b"{"), last[:200]  # a JSON answer, not an error page
-            totals = [
-                int(line.split()[1])
-                for line in Path(f"{out}.{number}").read_text(errors="replace").splitlines()
-                if line.startswith(("summary:", "totals:"))
-            ]
-            counts.append(max(totals) / opts.requests)
-    return counts
 
 
 def main() -> None:
