@@ -149,14 +149,19 @@ def prepare(opts: Options, cleanup: ExitStack) -> tuple[Project, str, int]:
     return project, cookie, note_id
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=2000, help="counted requests (2000)")
-    parser.add_argument("--warmup", type=int, default=300, help="uncounted requests first (300)")
+def parse_options(doc: str, requests: int, warmup: int, output: Path) -> Options:
+    """The command line of a counting script: `doc` is its docstring, the rest its defaults."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=requests, help=f"counted ({requests})")
+    parser.add_argument("--warmup", type=int, default=warmup, help=f"uncounted first ({warmup})")
     parser.add_argument("--redis-db", type=int, default=14, help="Redis logical DB to claim (14)")
-    parser.add_argument("--output", type=Path, default=BENCH_DIR / "INSTRUCTIONS.md")
+    parser.add_argument("--output", type=Path, default=output)
     args = parser.parse_args()
-    opts = Options(args.requests, args.warmup, args.redis_db, args.output)
+    return Options(args.requests, args.warmup, args.redis_db, args.output)
+
+
+def main() -> None:
+    opts = parse_options(__doc__, 2000, 300, BENCH_DIR / "INSTRUCTIONS.md")
     with ExitStack() as cleanup:
         project, cookie, note_id = prepare(opts, cleanup)
         session = f"session={cookie}"

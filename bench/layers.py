@@ -14,13 +14,11 @@ A layer taken out can still shift what the rest costs a little (a dict laid out 
 the rows do not add up exactly to the gap; they say where it is.
 """
 
-import argparse
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
-from pathlib import Path
 
-from instructions import Options, counted, prepare
+from instructions import counted, parse_options, prepare
 from run import (
     BENCH_DIR,
     PACKAGE,
@@ -63,13 +61,7 @@ class Count:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--requests", type=int, default=500, help="counted requests (500)")
-    parser.add_argument("--warmup", type=int, default=200, help="uncounted requests first (200)")
-    parser.add_argument("--redis-db", type=int, default=14, help="Redis logical DB to claim (14)")
-    parser.add_argument("--output", type=Path, default=BENCH_DIR / "LAYERS.md")
-    args = parser.parse_args()
-    opts = Options(args.requests, args.warmup, args.redis_db, args.output)
+    opts = parse_options(__doc__, 500, 200, BENCH_DIR / "LAYERS.md")
     with ExitStack() as cleanup:
         project, cookie, note_id = prepare(opts, cleanup)
         session = f"session={cookie}"
