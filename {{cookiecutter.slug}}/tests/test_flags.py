@@ -397,6 +397,10 @@ def test_the_stale_flag_check_fails_on_each_kind_of_stale_flag(tmp_path: Path) -
             "-q",
             "-p",
             "no:cacheprovider",
+            # In this process, whatever PYTEST_XDIST_AUTO_NUM_WORKERS the run was given: set to
+            # 6, this one test started six test processes and ran out of its minute.
+            "-n",
+            "0",
             "tests/test_flags.py::test_no_flag_is_expired_undeclared_or_unused",
         ],
         cwd=copy,
