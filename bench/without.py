@@ -1,10 +1,10 @@
 """Start the generated web without some of its per-request layers, for bench/layers.py.
 
-    python bench/without.py PACKAGE LAYER [LAYER ...]    (in the project's venv and directory)
+    python bench/without.py PACKAGE [LAYER ...]    (in the project's venv and directory)
 
 Takes each named layer out before the app is built, then runs `python -m PACKAGE web` as the
-Procfile does. Only for measuring what a layer costs: a web started this way is missing a
-feature the service promises. LAYERS lists the names and what each one removes.
+Procfile does (with no LAYER, the whole web). Only for measuring what a layer costs: a web started
+this way is missing a feature the service promises. LAYERS lists the names.
 """
 
 import runpy
