@@ -160,6 +160,21 @@ def parse_options(doc: str, requests: int, warmup: int, output: Path) -> Options
     return Options(args.requests, args.warmup, args.redis_db, args.output)
 
 
+def write_report(opts: Options, title: str, script: str, body: list[str]) -> None:
+    """A counting script's Markdown at `opts.output`: its title, how it counted, then `body`."""
+    report = [
+        f"# {title}",
+        "",
+        f"`bench/{script}`: callgrind, {opts.requests} requests counted after {opts.warmup}"
+        f" uncounted, one keep-alive connection, through uvicorn. {machine()}.",
+        "",
+        *body,
+        "",
+    ]
+    opts.output.write_text("\n".join(report))
+    log(f"wrote {opts.output}")
+
+
 def main() -> None:
     opts = parse_options(__doc__, 2000, 300, BENCH_DIR / "INSTRUCTIONS.md")
     with ExitStack() as cleanup:
@@ -178,19 +193,12 @@ def main() -> None:
             rows.append(
                 f"| {endpoint.name} | {generated:,.0f} | {bare:,.0f} | {bare / generated:.2f}x |"
             )
-    report = [
-        "# Instructions per request: generated web vs bare FastAPI",
-        "",
-        f"`bench/instructions.py`: callgrind, {opts.requests} requests counted after {opts.warmup}"
-        f" uncounted, one keep-alive connection. {machine()}.",
-        "",
-        "| endpoint | generated | bare | bare / generated |",
-        "|---|---:|---:|---:|",
-        *rows,
-        "",
-    ]
-    opts.output.write_text("\n".join(report))
-    log(f"wrote {opts.output}")
+    write_report(
+        opts,
+        "Instructions per request: generated web vs bare FastAPI",
+        "instructions.py",
+        ["| endpoint | generated | bare | bare / generated |", "|---|---:|---:|---:|", *rows],
+    )
 
 
 if __name__ == "__main__":

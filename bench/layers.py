@@ -18,13 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from instructions import counted, parse_options, prepare
+from instructions import counted, parse_options, prepare, write_report
 from run import (
     BENCH_DIR,
     PACKAGE,
     baseline_args,
     log,
-    machine,
 )
 
 WITHOUT = BENCH_DIR / "without.py"
@@ -52,6 +51,18 @@ VARIANTS = [
         "REDIS_TIMEOUT_SECONDS on reads and writes (core/redis_client.py); connect keeps it",
     ),
 ]
+
+AFTER_THE_ROWS = (
+    "The rows after `observe` are parts of it, not more on top. What no row holds is the rest"
+    " of the gap: the session's script (EVALSHA) against a GET, the signed cookie, the"
+    " response models, the flags, the route's own code."
+)
+RESOLUTION = (
+    "Resolution: taking a layer out also moves where everything else lies in memory, which"
+    " alone shifts a count. Three runs of this script agreed within about 6,000 on the session"
+    " read; on the note read a row moved by up to 28,000, and its log-context row once came"
+    " out negative: read the note column as a direction only."
+)
 
 
 @dataclass(frozen=True)
@@ -87,38 +98,30 @@ def main() -> None:
         f"| {whole.note - counts[row].note:,.0f} | {what} |"
         for row, _, what in VARIANTS
     ]
-    report = [
-        "# What each per-request layer costs: instructions per request",
-        "",
-        f"`bench/layers.py`: callgrind, {opts.requests} requests counted after {opts.warmup}"
-        f" uncounted, one keep-alive connection, through uvicorn. {machine()}.",
-        "",
-        "| | GET /api/v1/session | GET /api/v1/notes/{id} |",
-        "|---|---:|---:|",
-        f"| generated web, whole | {whole.session:,.0f} | {whole.note:,.0f} |",
-        f"| bare FastAPI (bench/baseline.py) | {bare_count.session:,.0f} "
-        f"| {bare_count.note:,.0f} |",
-        f"| the gap | {whole.session - bare_count.session:,.0f} "
-        f"| {whole.note - bare_count.note:,.0f} |",
-        "",
-        "Without each layer in turn (bench/without.py), the instructions the request saves:",
-        "",
-        "| layer | GET /api/v1/session | GET /api/v1/notes/{id} | what is taken out |",
-        "|---|---:|---:|---|",
-        *rows,
-        "",
-        "The rows after `observe` are parts of it, not more on top. What no row holds is the rest"
-        " of the gap: the session's script (EVALSHA) against a GET, the signed cookie, the"
-        " response models, the flags, the route's own code.",
-        "",
-        "Resolution: taking a layer out also moves where everything else lies in memory, which"
-        " alone shifts a count. Three runs of this script agreed within about 6,000 on the session"
-        " read; on the note read a row moved by up to 28,000, and its log-context row once came"
-        " out negative: read the note column as a direction only.",
-        "",
-    ]
-    opts.output.write_text("\n".join(report))
-    log(f"wrote {opts.output}")
+    write_report(
+        opts,
+        "What each per-request layer costs: instructions per request",
+        "layers.py",
+        [
+            "| | GET /api/v1/session | GET /api/v1/notes/{id} |",
+            "|---|---:|---:|",
+            f"| generated web, whole | {whole.session:,.0f} | {whole.note:,.0f} |",
+            f"| bare FastAPI (bench/baseline.py) | {bare_count.session:,.0f} "
+            f"| {bare_count.note:,.0f} |",
+            f"| the gap | {whole.session - bare_count.session:,.0f} "
+            f"| {whole.note - bare_count.note:,.0f} |",
+            "",
+            "Without each layer in turn (bench/without.py), the instructions the request saves:",
+            "",
+            "| layer | GET /api/v1/session | GET /api/v1/notes/{id} | what is taken out |",
+            "|---|---:|---:|---|",
+            *rows,
+            "",
+            AFTER_THE_ROWS,
+            "",
+            RESOLUTION,
+        ],
+    )
 
 
 if __name__ == "__main__":
